@@ -1,0 +1,394 @@
+"""params.yaml → frozen dataclasses, one per stage.
+
+Every key is checked: an unknown key, a wrong type or a value outside its range is a
+:class:`ConfigError` that names the dotted key, so a typo never silently becomes a default
+(the trap of ``cfg.get(key, default)``).
+
+Field constraints live in ``field(metadata=...)`` through :func:`opt`:
+``choices`` (allowed values), ``min``/``max`` (inclusive bounds). Nested sections are
+dataclasses themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facerecon.errors import ConfigError
+
+STAGES = (
+    "align",
+    "invert",
+    "pose_sweep",
+    "dreambooth",
+    "profile",
+    "ae_optimize",
+    "combine",
+    "correct",
+    "export",
+)
+
+
+def opt(default: Any, *, choices: tuple | None = None, min: float | None = None,
+        max: float | None = None, help: str = "") -> Any:
+    """A dataclass field with a default and validation metadata."""
+    meta = {"choices": choices, "min": min, "max": max, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class AlignParams:
+    backend: str = opt("mediapipe", choices=("mediapipe",))
+    output_size: int = opt(256, min=32, max=1024, help="side of the aligned face crop (FFHQ-style)")
+    transform_size: int = opt(1024, min=64, max=4096, help="FFHQ quad is first resampled to this size")
+    min_detection_confidence: float = opt(0.5, min=0.05, max=1.0)
+    all_faces: bool = opt(False, help="reconstruct every face in a photo, not only the largest")
+    max_faces: int = opt(8, min=1, max=64)
+    min_face_size: int = opt(24, min=8, max=4096, help="smallest face (pixels, box side) worth reconstructing")
+
+
+@dataclass(frozen=True)
+class InvertParams:
+    backend: str = opt("landmarks", choices=("landmarks", "ae_depth", "hyperstyle", "e4e", "optimize"))
+    # thesis backends (facerecon/gan): checkpoints resolved through facerecon.weights
+    generator: str = opt("stylegan2-ffhq-config-f.pt", help="StyleGAN2 (rosinality layout) checkpoint")
+    hyperstyle_checkpoint: str = opt("hyperstyle_ffhq.pt")
+    e4e_checkpoint: str = opt("e4e_ffhq_encode.pt")
+    iterations: int = opt(0, min=0, max=50, help="HyperStyle refinement steps; 0 = from checkpoint opts")
+    optimize_steps: int = opt(300, min=1, max=100000)
+    optimize_lr: float = opt(0.05, min=1e-6, max=10.0)
+    allow_download: bool = opt(False)
+
+
+@dataclass(frozen=True)
+class PoseSweepParams:
+    backend: str = opt("reproject", choices=("reproject", "interfacegan"))
+    alpha_min: int = opt(-7, min=-100, max=100, help="first α of the sweep (thesis: -7)")
+    alpha_max: int = opt(6, min=-100, max=100, help="last α of the sweep (thesis: 6)")
+    alpha_span_min: int = opt(-10, min=-100, max=100, help="α that means -90° yaw")
+    alpha_span_max: int = opt(9, min=-100, max=100, help="α that means +90° yaw")
+    image_size: int = opt(256, min=32, max=1024)
+    direction: str = opt("pose.pt", help="InterfaceGAN pose boundary (interfacegan backend)")
+
+
+@dataclass(frozen=True)
+class DreamboothParams:
+    backend: str = opt("skip", choices=("skip", "diffusers"))
+    base_model: str = opt("realisticVisionV20.safetensors")
+    mode: str = opt("lora", choices=("lora", "full"))
+    prompt: str = opt("a photo of sks person")
+    class_prompt: str = opt("a photo of a person")
+    prior_preservation: bool = opt(False)
+    num_class_images: int = opt(50, min=0, max=10000)
+    steps: int = opt(400, min=1, max=100000)
+    learning_rate: float = opt(1e-4, min=1e-8, max=1.0)
+    lora_rank: int = opt(8, min=1, max=512)
+    resolution: int = opt(512, min=32, max=2048)
+    batch_size: int = opt(1, min=1, max=64)
+    mixed_precision: str = opt("fp16", choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = opt(True)
+    allow_download: bool = opt(False)
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    backend: str = opt("reproject", choices=("reproject", "controlnet"))
+    yaw_degrees: float = opt(90.0, min=10.0, max=90.0)
+    image_size: int = opt(256, min=32, max=1024)
+    controlnet: str = opt("control_v11p_sd15_openpose")
+    num_samples: int = opt(4, min=1, max=64)
+    steps: int = opt(30, min=1, max=1000)
+    guidance_scale: float = opt(7.5, min=0.0, max=50.0)
+    resolution: int = opt(512, min=32, max=2048)
+    allow_download: bool = opt(False)
+
+
+@dataclass(frozen=True)
+class AeOptimizeParams:
+    backend: str = opt("unsup3d", choices=("unsup3d",))
+    checkpoint: str = opt("ae_synth.pt", help="pretrained AE checkpoint (models/ or a path)")
+    steps: int = opt(60, min=0, max=100000, help="fine-tuning steps on this face's views")
+    lr: float = opt(1e-4, min=1e-8, max=1.0)
+    batch_size: int = opt(16, min=1, max=256)
+    use_sweep: bool = opt(True, help="fine-tune on the 14 pose-sweep views")
+    use_profiles: bool = opt(True, help="fine-tune on the ±90° profile views")
+    perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
+                          help="perceptual loss features: vgg16 needs weights; auto falls back")
+    vgg16_weights: str = opt("vgg16.pth")
+    lam_perc: float = opt(1.0, min=0.0, max=100.0)
+    lam_flip: float = opt(0.5, min=0.0, max=100.0)
+
+
+@dataclass(frozen=True)
+class CombineParams:
+    enabled: bool = opt(True)
+    strip_fraction: float = opt(0.25, min=0.0, max=0.5, help="outer strip width taken from each profile")
+    blur_sigma: float = opt(2.0, min=0.0, max=50.0, help="Gaussian seam blur, in albedo pixels")
+
+
+@dataclass(frozen=True)
+class CorrectParams:
+    enabled: bool = opt(True)
+    layers: int = opt(17, min=3, max=1000, help="forehead depth slices, 0 = top")
+    source_layer: int = opt(6, min=0, max=999, help="layer moved (thesis: 6)")
+    target_layer: int = opt(0, min=0, max=999, help="towards this layer (thesis: 0)")
+    strength: float = opt(1.0, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    texture_size: int = opt(256, min=32, max=4096)
+    mesh_resolution: int = opt(128, min=16, max=1024, help="depth grid side of the exported mesh")
+    render_size: int = opt(384, min=32, max=4096)
+    turntable_frames: int = opt(24, min=2, max=360)
+    glb: bool = opt(True)
+
+
+# ----------------------------------------------------------------------- benchmark
+
+
+@dataclass(frozen=True)
+class AeModelParams:
+    """Shape of the Unsup3D networks; shared by `pretrain` and `ae_optimize` (saved with checkpoints)."""
+
+    image_size: int = opt(64, min=16, max=256)
+    width: int = opt(32, min=4, max=256, help="base channel width (Unsup3D: 64)")
+    zdim: int = opt(256, min=8, max=1024)
+    min_depth: float = opt(0.9, min=0.01, max=100.0)
+    max_depth: float = opt(1.1, min=0.01, max=100.0)
+    fov: float = opt(10.0, min=1.0, max=120.0)
+    xyz_rotation_range: float = opt(60.0, min=0.0, max=180.0)
+    xy_translation_range: float = opt(0.1, min=0.0, max=1.0)
+    z_translation_range: float = opt(0.0, min=0.0, max=1.0)
+    border_depth: float = opt(1.07, min=0.01, max=100.0, help="depth pushed to image borders (Unsup3D)")
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    source: str = opt("synthetic", choices=("synthetic", "bfm2009", "bfm2017"))
+    bfm_path: str = opt("", help="path to a Basel Face Model file for the bfm sources")
+    n_train: int = opt(20000, min=1, max=10_000_000)
+    n_val: int = opt(500, min=1, max=1_000_000)
+    n_test: int = opt(1000, min=1, max=1_000_000)
+    image_size: int = opt(64, min=16, max=512)
+    max_yaw: float = opt(60.0, min=0.0, max=90.0)
+    max_pitch: float = opt(15.0, min=0.0, max=90.0)
+    seed: int = opt(0, min=0)
+    out_dir: str = opt("data/synth")
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    dataset: str = opt("synth", choices=("synth", "celeba", "cfp", "hpid", "comsats", "folder"))
+    dataset_path: str = opt("data/synth")
+    epochs: int = opt(10, min=1, max=10000)
+    batch_size: int = opt(64, min=1, max=4096)
+    lr: float = opt(1e-4, min=1e-8, max=1.0)
+    supervised: bool = opt(False, help="train depth with ground truth (the upper-bound variant)")
+    max_minutes: float = opt(0.0, min=0.0, help="stop after this wall time; 0 = no limit")
+    out: str = opt("models/ae_synth.pt")
+    seed: int = opt(0, min=0)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    n_faces: int = opt(1000, min=1)
+    n_subgroups: int = opt(10, min=1)
+    subgroup_size: int = opt(100, min=1)
+    repeats: int = opt(10, min=1)
+    variants: list = opt(["constant", "mean_shape", "ae_only", "ae_profile", "ae_sweep", "full", "supervised"])
+    finetune_steps: int = opt(20, min=0)
+    seed: int = opt(0, min=0)
+    out_dir: str = opt("reports")
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    dir: str = opt(".facerecon/cache", help="Prefect result store (local path or s3://)")
+    enabled: bool = opt(True)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = opt(0, min=0)
+    device: str = opt("auto", choices=("auto", "cpu", "cuda"))
+    align: AlignParams = field(default_factory=AlignParams)
+    invert: InvertParams = field(default_factory=InvertParams)
+    pose_sweep: PoseSweepParams = field(default_factory=PoseSweepParams)
+    dreambooth: DreamboothParams = field(default_factory=DreamboothParams)
+    profile: ProfileParams = field(default_factory=ProfileParams)
+    ae_optimize: AeOptimizeParams = field(default_factory=AeOptimizeParams)
+    combine: CombineParams = field(default_factory=CombineParams)
+    correct: CorrectParams = field(default_factory=CorrectParams)
+    export: ExportParams = field(default_factory=ExportParams)
+    ae_model: AeModelParams = field(default_factory=AeModelParams)
+    synth: SynthParams = field(default_factory=SynthParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    cache: CacheParams = field(default_factory=CacheParams)
+
+
+# --------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is above the maximum {hi}")
+
+
+def build(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key, type and range."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'params'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"{key}: unknown key (allowed: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = build(tp, value, prefix=f"{key}.")
+            continue
+        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        value = _coerce(value, tp, key)
+        if tp is not list:
+            _check_range(value, fields[name].metadata, key)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    # lists: frozen dataclasses must stay hashable -> store tuples
+    for name, f in fields.items():
+        if hints[name] is list and isinstance(getattr(obj, name), list):
+            object.__setattr__(obj, name, tuple(getattr(obj, name)))
+    _cross_checks(obj, prefix)
+    return obj
+
+
+def _cross_checks(obj: Any, prefix: str) -> None:
+    if isinstance(obj, PoseSweepParams):
+        if not obj.alpha_span_min <= obj.alpha_min < obj.alpha_max <= obj.alpha_span_max:
+            raise ConfigError(
+                f"{prefix}alpha_min/alpha_max: need alpha_span_min <= alpha_min < alpha_max <= alpha_span_max, "
+                f"got {obj.alpha_span_min} <= {obj.alpha_min} < {obj.alpha_max} <= {obj.alpha_span_max}")
+    if isinstance(obj, CorrectParams):
+        if obj.source_layer >= obj.layers or obj.target_layer >= obj.layers:
+            raise ConfigError(f"{prefix}source_layer/target_layer: must be below layers={obj.layers}")
+    if isinstance(obj, AeModelParams) and obj.min_depth >= obj.max_depth:
+        raise ConfigError(f"{prefix}min_depth: must be below max_depth ({obj.min_depth} >= {obj.max_depth})")
+    if isinstance(obj, EvaluateParams):
+        need = obj.n_subgroups * obj.subgroup_size
+        if need > obj.n_faces:
+            raise ConfigError(
+                f"{prefix}n_subgroups: {obj.n_subgroups} subgroups × {obj.subgroup_size} faces need "
+                f"{need} faces, but n_faces is {obj.n_faces}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``stage.key=value`` (value parsed as YAML) → (path, value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected stage.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r} ({exc.__class__.__name__})") from None
+    return path, value
+
+
+def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
+    data = json.loads(json.dumps(data or {}))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_params(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Params:
+    """Load params.yaml (or defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"params file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
+    data = apply_overrides(data, overrides)
+    return build(Params, data)
+
+
+def to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def section_hash(section: Any) -> str:
+    """Stable sha256 of one params section (used in cache keys and result.json)."""
+    blob = json.dumps(to_dict(section), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
