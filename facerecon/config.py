@@ -120,6 +120,7 @@ class ProfileParams:
 class AeOptimizeParams:
     backend: str = opt("unsup3d", choices=("unsup3d",))
     checkpoint: str = opt("ae_synth.pt", help="pretrained AE checkpoint (models/ or a path)")
+    crop: float = opt(0.7, min=0.2, max=1.0, help="central fraction of the aligned 256 crop fed to the AE")
     steps: int = opt(60, min=0, max=100000, help="fine-tuning steps on this face's views")
     lr: float = opt(1e-4, min=1e-8, max=1.0)
     batch_size: int = opt(16, min=1, max=256)

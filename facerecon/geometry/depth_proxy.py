@@ -1,0 +1,66 @@
+"""Dense frontal depth of a face from mediapipe's 468 3D landmarks (offline `invert` backend).
+
+The landmarks are first frontalised (the head rotation estimated from the face's own axes is
+undone), so the proxy is a canonical, frontal depth map whatever the photo's pose. Inside the
+landmark hull the depth is a smooth (Clough–Tocher) interpolation of the landmark depths; beyond
+it the surface curves away towards a background plane, like the side of a head, so renders at
+large yaw show a closed silhouette instead of a cliff.
+
+Depth units follow the project camera (common to the AE): a perspective camera of ``fov``
+degrees, the face centre at depth ``center_depth``; a landmark's z in pixels becomes
+``z / f`` depth units with f the focal length in pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.interpolate import CloughTocher2DInterpolator
+from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+from facerecon.align import head_rotation
+
+
+def focal_px(fov_deg: float, size: int) -> float:
+    return (size - 1) / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def frontalize_landmarks(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks with the head rotation removed (about their centroid), and that rotation R."""
+    rot = head_rotation(landmarks)
+    lm = landmarks.astype(np.float64)
+    centre = lm.mean(0)
+    front = (lm - centre) @ rot + centre  # R^T (p - c) for row vectors
+    return front.astype(np.float32), rot
+
+
+def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, center_depth: float = 1.0,
+                   background_depth: float | None = None, falloff: float = 0.6,
+                   smooth_sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Depth map (size, size) and the hull mask where it is interpolated (not extrapolated).
+
+    ``landmarks`` are (468, 3) in the pixel frame of the map (x, y, z with z in pixels, smaller
+    = closer). ``falloff`` sets how fast the surface curves back outside the hull, as a fraction
+    of the face width.
+    """
+    f = focal_px(fov, size)
+    lm = landmarks.astype(np.float64)
+    z = lm[:, 2] / f
+    z = z - np.median(z) + center_depth
+    interp = CloughTocher2DInterpolator(lm[:, :2], z)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    depth = interp(xs, ys)
+    hull = np.isfinite(depth)
+    face_w = float(np.ptp(lm[:, 0])) or float(size)
+    if background_depth is None:
+        background_depth = float(np.nanmax(depth)) + 0.35 * face_w / f
+    # outside the hull: nearest hull depth + a quadratic fall-off with distance (head curving away)
+    dist, (iy, ix) = distance_transform_edt(~hull, return_indices=True)
+    edge = depth[iy, ix]
+    curve = (dist / (falloff * face_w)) ** 2 * (background_depth - edge).clip(min=0.0)
+    filled = np.where(hull, depth, np.minimum(edge + curve, background_depth))
+    if smooth_sigma > 0:
+        blurred = gaussian_filter(filled, smooth_sigma)
+        filled = np.where(hull, filled, blurred)
+    return filled.astype(np.float32), hull

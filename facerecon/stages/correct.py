@@ -1,0 +1,44 @@
+"""Stage `correct`: forehead depth correction on the AE's canonical depth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facerecon.config import Params
+from facerecon.post.correct import correct_forehead
+from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy, stage_key
+
+VERSION = "1"
+BROWS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # mediapipe eyebrow landmarks
+
+
+def brow_row(inverted: StageOut, crop: float, aligned_size: int, ae_size: int) -> int | None:
+    """Eyebrow row in the AE's canonical map, from the frontalised landmarks when there are any."""
+    path = inverted.path / "landmarks_frontal.npy"
+    if not path.exists():
+        return None
+    lm = load_npy(path)
+    ch = aligned_size * crop
+    y0 = (aligned_size - round(ch)) // 2
+    return int(round((float(lm[BROWS, 1].mean()) - y0) * ae_size / ch))
+
+
+def run_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, aligned_size: int) -> StageOut:
+    key = stage_key("correct", VERSION, params.correct, [ae.key, inverted.key])
+
+    def body(d: Path) -> dict:
+        p = params.correct
+        depth = load_npy(ae.path / "depth.npy")
+        mask = load_npy(ae.path / "mask.npy")
+        row = brow_row(inverted, params.ae_optimize.crop, aligned_size, depth.shape[0])
+        if p.enabled:
+            out = correct_forehead(depth, mask, layers=p.layers, source_layer=p.source_layer,
+                                   target_layer=p.target_layer, strength=p.strength, brow_row=row)
+        else:
+            out = depth
+        save_npy(d / "depth.npy", out.astype(np.float32))
+        return {"enabled": p.enabled, "brow_row": row, "max_change": float(np.abs(out - depth).max())}
+
+    return run_cached(root, "correct", key, body)
