@@ -96,10 +96,15 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
+def key_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, params: Params, root: Path,
+                    progress=None) -> str:
+    return stage_key("ae_optimize", VERSION, params.ae_optimize, [sweep.key, profile.key],
+                     extra=section_hash(params.ae_model) + str(params.seed))
+
+
 def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, params: Params, root: Path,
                     progress=None) -> StageOut:
-    key = stage_key("ae_optimize", VERSION, params.ae_optimize, [sweep.key, profile.key],
-                    extra=section_hash(params.ae_model) + str(params.seed))
+    key = key_ae_optimize(aligned_face, sweep, profile, params, root)
 
     def body(d: Path) -> dict:
         import torch

@@ -17,6 +17,10 @@ def align_key(photo_sha: str, params: Params) -> str:
     return stage_key("align", VERSION, params.align, [photo_sha])
 
 
+def key_align(rgb: np.ndarray, photo_sha: str, params: Params, root: Path) -> str:
+    return align_key(photo_sha, params)
+
+
 def run_align(rgb: np.ndarray, photo_sha: str, params: Params, root: Path) -> StageOut:
     p = params.align
 

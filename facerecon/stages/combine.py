@@ -13,8 +13,12 @@ from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy,
 VERSION = "1"
 
 
+def key_combine(ae: StageOut, params: Params, root: Path) -> str:
+    return stage_key("combine", VERSION, params.combine, [ae.key])
+
+
 def run_combine(ae: StageOut, params: Params, root: Path) -> StageOut:
-    key = stage_key("combine", VERSION, params.combine, [ae.key])
+    key = key_combine(ae, params, root)
 
     def body(d: Path) -> dict:
         p = params.combine

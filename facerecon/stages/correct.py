@@ -25,8 +25,12 @@ def brow_row(inverted: StageOut, crop: float, aligned_size: int, ae_size: int) -
     return int(round((float(lm[BROWS, 1].mean()) - y0) * ae_size / ch))
 
 
+def key_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, aligned_size: int) -> str:
+    return stage_key("correct", VERSION, params.correct, [ae.key, inverted.key])
+
+
 def run_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, aligned_size: int) -> StageOut:
-    key = stage_key("correct", VERSION, params.correct, [ae.key, inverted.key])
+    key = key_correct(ae, inverted, params, root, aligned_size)
 
     def body(d: Path) -> dict:
         p = params.correct

@@ -34,8 +34,12 @@ def load_dreambooth(d: Path) -> DreamboothResult:
     return DreamboothResult(**info)
 
 
+def key_dreambooth(aligned_face: Path, sweep: StageOut, params: Params, root: Path) -> str:
+    return stage_key("dreambooth", VERSION, params.dreambooth, [sweep.key])
+
+
 def run_dreambooth(aligned_face: Path, sweep: StageOut, params: Params, root: Path) -> StageOut:
-    key = stage_key("dreambooth", VERSION, params.dreambooth, [sweep.key])
+    key = key_dreambooth(aligned_face, sweep, params, root)
 
     def body(d: Path) -> dict:
         res = backend("dreambooth", params).train(load_face(aligned_face), load_views(sweep.path), d)

@@ -60,9 +60,12 @@ class AeDepthInvert:
         return InvertResult(depth=depth, info={"source": "ae"})
 
 
+def key_invert(aligned_face: Path, align_key: str, params: Params, root: Path) -> str:
+    return stage_key("invert", VERSION, params.invert, [align_key, aligned_face.name], extra=str(params.ae_model.fov))
+
+
 def run_invert(aligned_face: Path, align_key: str, params: Params, root: Path) -> StageOut:
-    key = stage_key("invert", VERSION, params.invert, [align_key, aligned_face.name],
-                    extra=str(params.ae_model.fov))
+    key = key_invert(aligned_face, align_key, params, root)
 
     def body(d: Path) -> dict:
         face = load_face(aligned_face)

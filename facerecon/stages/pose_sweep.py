@@ -104,8 +104,12 @@ def sweep_alphas(params: Params) -> list[int]:
     return list(range(params.pose_sweep.alpha_min, params.pose_sweep.alpha_max + 1))
 
 
+def key_pose_sweep(aligned_face: Path, inverted: StageOut, params: Params, root: Path) -> str:
+    return stage_key("pose_sweep", VERSION, params.pose_sweep, [inverted.key], extra=str(params.ae_model.fov))
+
+
 def run_pose_sweep(aligned_face: Path, inverted: StageOut, params: Params, root: Path) -> StageOut:
-    key = stage_key("pose_sweep", VERSION, params.pose_sweep, [inverted.key], extra=str(params.ae_model.fov))
+    key = key_pose_sweep(aligned_face, inverted, params, root)
 
     def body(d: Path) -> dict:
         views = backend("pose_sweep", params).sweep(load_face(aligned_face), load_inverted(inverted.path),

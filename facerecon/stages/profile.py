@@ -34,10 +34,14 @@ class ReprojectProfile:
                 for sign, name in ((-1.0, "profile_left"), (1.0, "profile_right"))]
 
 
+def key_profile(aligned_face: Path, inverted: StageOut, dreambooth: StageOut, params: Params, root: Path) -> str:
+    return stage_key("profile", VERSION, params.profile, [inverted.key, dreambooth.key],
+                     extra=str(params.ae_model.fov))
+
+
 def run_profile(aligned_face: Path, inverted: StageOut, dreambooth: StageOut, params: Params,
                 root: Path) -> StageOut:
-    key = stage_key("profile", VERSION, params.profile, [inverted.key, dreambooth.key],
-                    extra=str(params.ae_model.fov))
+    key = key_profile(aligned_face, inverted, dreambooth, params, root)
 
     def body(d: Path) -> dict:
         views = backend("profile", params).profiles(load_face(aligned_face), load_inverted(inverted.path),

@@ -1,0 +1,76 @@
+"""Stage `export`: the face's deliverables — OBJ/MTL/PNG, GLB, depth/normal maps, renders at
+0°, 45°, ±90°, a turntable GIF, the generated views as one contact sheet, and result.json.
+
+Writes into a staging folder; the batch flow publishes it to DST in one step (local rename or
+an S3 upload with a completion marker written last), so DST never holds half a face.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from facerecon.config import Params, section_hash, to_dict
+from facerecon.stages.workspace import (StageOut, load_json, load_npy, load_views, run_cached, save_json,
+                                        save_npy, save_png, stage_key)
+
+VERSION = "1"
+RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}
+
+
+def versions() -> dict:
+    import torch
+
+    from facerecon import __version__
+
+    return {"facerecon": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+def key_export(stages: dict[str, StageOut], params: Params, root: Path, photo: dict) -> str:
+    upstream = [stages[s].key for s in ("correct", "combine", "pose_sweep", "profile")]
+    return stage_key("export", VERSION, params.export, upstream, extra=section_hash(params.ae_model))
+
+
+def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: dict) -> StageOut:
+    from facerecon import export as ex
+
+    key = key_export(stages, params, root, photo)
+
+    def body(d: Path) -> dict:
+        p = params.export
+        fov = params.ae_model.fov
+        depth = load_npy(stages["correct"].path / "depth.npy")
+        albedo = np.clip(load_npy(stages["combine"].path / "albedo.npy"), 0, 1)
+        mask = load_npy(stages["ae_optimize"].path / "mask.npy")
+        save_npy(d / "depth.npy", depth)
+        ex.write_depth_png(d / "depth.png", depth, mask)
+        ex.write_normals_png(d / "normals.png", depth, mask, fov)
+        mesh = ex.mesh_from_depth(depth, mask, fov, p.mesh_resolution)
+        ex.write_obj(d, mesh, albedo, texture_size=p.texture_size)
+        if p.glb:
+            ex.write_glb(d / "face.glb", mesh, albedo, texture_size=p.texture_size)
+        for name, yaw in RENDER_YAWS.items():
+            save_png(d / f"{name}.png", ex.render_view(depth, albedo, mask, fov, yaw, p.render_size))
+        frames = ex.render_turntable(depth, albedo, mask, fov, p.turntable_frames, min(p.render_size, 256))
+        ex.write_gif(d / "turntable.gif", frames)
+        views = load_views(stages["pose_sweep"].path) + load_views(stages["profile"].path)
+        views.sort(key=lambda v: v.yaw)
+        save_png(d / "views.png", ex.contact_sheet([v.image for v in views], [f"{v.yaw:+.0f}°" for v in views]))
+        timings = {s: round(o.seconds, 3) for s, o in stages.items()}
+        result = {
+            "photo": photo,
+            "stages": {s: {"key": o.key, "seconds": round(o.seconds, 3), "cached": o.cached, "summary": o.summary}
+                       for s, o in stages.items()},
+            "timings_s": timings,
+            "params_sha256": section_hash(params),
+            "params": to_dict(params),
+            "versions": versions(),
+            "ae": load_json(stages["ae_optimize"].path / "ae.json"),
+        }
+        save_json(d / "result.json", result)
+        return {"files": sorted(f.name for f in d.iterdir() if not f.name.startswith("_"))}
+
+    return run_cached(root, "export", key, body)

@@ -1,0 +1,169 @@
+"""The `facerecon` command.
+
+Exit codes (documented in the README):
+  0  every photo produced a face
+  2  a user mistake before any work: bad arguments, params, missing weights, unreadable SRC/DST
+  3  the batch ran but some inputs failed (see the summary and manifest.parquet)
+  1  an internal error (a bug: please report it with the log)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+STAGE_ORDER = ["align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize", "combine", "correct",
+               "export"]
+
+
+def _quiet_environment(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TQDM_DISABLE", "0")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+class RichProgress:
+    """Progress bars: one for the batch, one for the current face's stages."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=False)
+        self.batch = None
+        self.face = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_batch(self, n: int) -> None:
+        self.batch = self.progress.add_task("photos", total=n)
+
+    def start_photo(self, key: str) -> None:
+        if self.face is not None:
+            self.progress.remove_task(self.face)
+        self.face = self.progress.add_task(f"  {key[-40:]}", total=len(STAGE_ORDER))
+
+    def stage(self, key: str, name: str) -> None:
+        if self.face is not None:
+            done = STAGE_ORDER.index(name) if name in STAGE_ORDER else 0
+            self.progress.update(self.face, completed=done, description=f"  {key[-32:]}: {name}")
+
+    def end_photo(self, key: str, ok: bool) -> None:
+        if self.face is not None:
+            self.progress.update(self.face, completed=len(STAGE_ORDER),
+                                 description=f"  {key[-32:]}: {'done' if ok else 'FAILED'}")
+        if self.batch is not None:
+            self.progress.advance(self.batch)
+
+
+def _print_summary(console: Any, summary: dict, dst: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"facerecon: {summary['faces_ok']} ok, {summary['failed']} failed")
+    for col in ("photo", "face", "status", "stage", "seconds", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in summary["rows"]:
+        detail = r.get("error") or (r.get("output") or "")
+        style = "green" if r["status"] == "ok" else "red"
+        table.add_row(r["photo"], r.get("face") or "-", f"[{style}]{r['status']}[/{style}]", r["stage"],
+                      f"{r.get('seconds_total') or 0:.1f}", detail)
+    console.print(table)
+    console.print(f"manifest: {summary.get('manifest', dst)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from flows import progress as prog
+    from flows.reconstruct import run_batch
+
+    console = Console(stderr=True)
+    overrides = list(args.set or [])
+    if args.all_faces:
+        overrides.append("align.all_faces=true")
+    display = RichProgress(console) if not args.no_progress else None
+    prog.install(display)
+    try:
+        if display is not None:
+            with display:
+                summary = run_batch(args.src, args.dst, args.params, tuple(overrides), workers=args.workers,
+                                    dask_address=args.dask_address, endpoint_url=args.endpoint_url)
+        else:
+            summary = run_batch(args.src, args.dst, args.params, tuple(overrides), workers=args.workers,
+                                dask_address=args.dask_address, endpoint_url=args.endpoint_url)
+    finally:
+        prog.install(None)
+    _print_summary(Console(), summary, args.dst)
+    return EXIT_OK if summary["failed"] == 0 else EXIT_SOME_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facerecon", description="Textured 3D faces from front photos.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect and stage logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="reconstruct every photo in SRC into DST")
+    run.add_argument("src", help="folder or s3://bucket/prefix of photos")
+    run.add_argument("dst", help="output folder or s3://bucket/prefix")
+    run.add_argument("--params", default=None, help="params.yaml (default: built-in defaults)")
+    run.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", help="override one parameter")
+    run.add_argument("--all-faces", action="store_true", help="reconstruct every face, not just the largest")
+    run.add_argument("--workers", type=int, default=1, help="faces in parallel (Dask local cluster when > 1)")
+    run.add_argument("--dask-address", default=None, help="tcp://host:port of an existing Dask scheduler")
+    run.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_environment(args.verbose)
+    from facerecon.errors import FaceReconError
+
+    if getattr(args, "workers", 1) < 1:
+        print("facerecon: error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        code = args.func(args)
+    except FaceReconError as exc:
+        print(f"facerecon: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("facerecon: interrupted; finished faces are kept, a re-run resumes", file=sys.stderr)
+        code = 130
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        print("facerecon: internal error (a bug): please report the traceback above", file=sys.stderr)
+        code = EXIT_INTERNAL
+    return code
+
+
+def entry() -> None:
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The ephemeral Prefect server may print CancelledError tracebacks while shutting down at exit;
+    # everything is written and flushed by now, so leave without running those exit hooks.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,203 @@
+"""Prefect flows: a folder (local or s3://) of photos → one textured 3D face per photo (or per face).
+
+``reconstruct_batch`` lists SRC, runs ``process_photo`` for each photo (the per-face stage tasks
+nested inside it, see ``facerecon.pipeline``), publishes each finished face to DST in one step,
+records every input in ``manifest.parquet`` and publishes a summary artifact. A face that fails
+is a manifest row with its stage and error; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+
+from facerecon.config import Params, load_params  # noqa: E402
+from facerecon.errors import FaceReconError  # noqa: E402
+from facerecon.pipeline import face_stages, sha256_bytes, work_root  # noqa: E402
+from facerecon.stages.align import face_dirs, run_align  # noqa: E402
+from facerecon.stages.runtime import check_backends_ready  # noqa: E402
+from flows import progress as prog  # noqa: E402
+from flows.manifest import ManifestRow, write_manifest  # noqa: E402
+from tasks.stages import prefect_runner  # noqa: E402
+
+log = logging.getLogger("facerecon")
+
+
+@task(name="read_photo", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE)
+def read_photo(src: str, key: str, endpoint_url: str | None) -> bytes:
+    from facerecon.io.storage import open_storage
+
+    return open_storage(src, endpoint_url=endpoint_url).read_bytes(key)
+
+
+@task(name="publish", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE)
+def publish(local_dir: str, dst: str, prefix: str, endpoint_url: str | None) -> str:
+    from facerecon.io.storage import open_storage
+
+    storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
+    storage.put_tree(Path(local_dir), prefix)
+    return storage.url_for(prefix)
+
+
+def output_prefix(photo_key: str, face_index: int, all_faces: bool) -> str:
+    from facerecon.io.storage import safe_relative_key
+
+    stem = safe_relative_key(photo_key.rsplit(".", 1)[0] if "." in photo_key else photo_key)
+    return f"{stem}_face{face_index}" if all_faces else stem
+
+
+@task(name="process_photo", cache_policy=NONE)
+def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: str | None = None) -> list[dict]:
+    """Everything for one photo; returns manifest rows (one per face, or one for a failed photo)."""
+    from facerecon.io.images import ImageLimits, load_image
+
+    t0 = time.perf_counter()
+    row = ManifestRow(photo=key)
+    prog.start_photo(key)
+    try:
+        row.stage = "read"
+        data = read_photo(src, key, endpoint_url)
+        row.photo_sha256 = sha256_bytes(data)
+        row.stage = "load"
+        img = load_image(data, key, ImageLimits())
+        root = work_root(params.cache.dir, row.photo_sha256)
+        row.stage = "align"
+        prog.stage("align")
+        aligned = prefect_runner("align", run_align, img.rgb, row.photo_sha256, params, root)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a manifest row
+        row.fail(exc)
+        row.seconds_total = time.perf_counter() - t0
+        prog.end_photo(ok=False)
+        _log_failure(row, exc)
+        return [row.as_dict()]
+    rows = []
+    photo_info = {"key": key, "sha256": row.photo_sha256, "source": src, "notes": list(img.notes)}
+    for i, fdir in enumerate(face_dirs(aligned)):
+        frow = ManifestRow(photo=key, photo_sha256=row.photo_sha256, face=fdir.name,
+                           faces_in_photo=int(aligned.summary.get("faces_in_photo", 1)))
+        frow.add_stage(aligned)
+        try:
+            stages = face_stages(fdir, aligned, params, root, {**photo_info, "face": fdir.name},
+                                 run=_recording_runner(frow), progress=prog.stage)
+            frow.stage = "publish"
+            prefix = output_prefix(key, i, params.align.all_faces)
+            frow.output = publish(stages["export"].dir, dst, prefix, endpoint_url)
+            frow.status = "ok"
+            frow.stage = "done"
+            frow.cached = all(o.cached for o in stages.values())
+        except Exception as exc:  # noqa: BLE001
+            frow.fail(exc)
+            _log_failure(frow, exc)
+        frow.seconds_total = time.perf_counter() - t0
+        rows.append(frow.as_dict())
+    prog.end_photo(ok=all(r["status"] == "ok" for r in rows))
+    return rows
+
+
+def _recording_runner(row: ManifestRow):
+    def run(stage: str, fn: Any, *args: Any):
+        row.stage = stage
+        out = prefect_runner(stage, fn, *args)
+        row.add_stage(out)
+        return out
+
+    return run
+
+
+def _log_failure(row: ManifestRow, exc: Exception) -> None:
+    try:
+        logger = get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run context
+        logger = log
+    if isinstance(exc, FaceReconError):
+        logger.warning("%s: %s failed: %s", row.photo, row.stage, exc)
+    else:
+        logger.error("%s: %s failed with %s\n%s", row.photo, row.stage, exc.__class__.__name__,
+                     "".join(traceback.format_exception(exc)))
+
+
+def list_photos(src: str, endpoint_url: str | None) -> list[str]:
+    from facerecon.io.images import is_image_name
+    from facerecon.io.storage import open_storage
+
+    storage = open_storage(src, endpoint_url=endpoint_url)
+    keys = []
+    for entry in storage.list():
+        name = entry.key.rsplit("/", 1)[-1]
+        if name.startswith(".") or name.startswith("_"):
+            continue
+        if is_image_name(entry.key) or not any(entry.key.lower().endswith(s) for s in _NON_IMAGES):
+            keys.append(entry.key)
+    return keys
+
+
+_NON_IMAGES = (".json", ".parquet", ".md", ".txt", ".yaml", ".yml", ".csv", ".obj", ".mtl", ".glb", ".gif",
+               ".npy", ".pt", ".dvc")
+
+
+@flow(name="reconstruct-batch", log_prints=False, validate_parameters=False)
+def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | None = None) -> dict:
+    """All photos in SRC → faces in DST, manifest.parquet and a summary artifact."""
+    check_backends_ready(params)  # missing weights: fail before any face is processed
+    keys = list_photos(src, endpoint_url)
+    prog.start_batch(len(keys))
+    futures = [process_photo.submit(src, dst, k, params, endpoint_url) for k in keys]
+    rows: list[dict] = []
+    for fut in futures:
+        rows.extend(fut.result())
+    manifest_url = write_manifest(rows, dst, endpoint_url)
+    summary = summarize(rows)
+    summary["manifest"] = manifest_url
+    _publish_artifacts(rows, summary)
+    return summary
+
+
+def summarize(rows: list[dict]) -> dict:
+    ok = sum(r["status"] == "ok" for r in rows)
+    return {"photos": len({r["photo"] for r in rows}), "faces_ok": ok, "failed": len(rows) - ok,
+            "rows": rows}
+
+
+def _publish_artifacts(rows: list[dict], summary: dict) -> None:
+    try:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        table = [{"photo": r["photo"], "face": r.get("face") or "", "status": r["status"], "stage": r["stage"],
+                  "seconds": round(r.get("seconds_total") or 0.0, 2), "error": r.get("error") or "",
+                  "output": r.get("output") or ""} for r in rows]
+        create_table_artifact(key="faces", table=table, description="facerecon batch: one row per face")
+        md = [f"# facerecon batch\n\n{summary['faces_ok']} faces reconstructed, {summary['failed']} failed, "
+              f"from {summary['photos']} photos.\n", "| photo | face | status | stage | s | output |",
+              "|---|---|---|---|---|---|"]
+        for r in table:
+            md.append(f"| {r['photo']} | {r['face']} | {r['status']} | {r['stage']} | {r['seconds']} | {r['output']} |")
+        create_markdown_artifact(key="batch-summary", markdown="\n".join(md))
+    except Exception as exc:  # noqa: BLE001 - artifacts are a nicety; never fail a batch for them
+        log.debug("artifact publication failed: %s", exc)
+
+
+def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tuple[str, ...] = (), *,
+              workers: int = 1, dask_address: str | None = None, endpoint_url: str | None = None) -> dict:
+    """Entry point used by the CLI and tests: load params (errors before any work), pick the runner."""
+    params = load_params(params_file, overrides)
+    flow_fn = reconstruct_batch
+    if workers > 1 or dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        kwargs = {"address": dask_address} if dask_address else {
+            "cluster_kwargs": {"n_workers": workers, "threads_per_worker": 1, "processes": True}}
+        flow_fn = reconstruct_batch.with_options(task_runner=DaskTaskRunner(**kwargs))
+    else:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        flow_fn = reconstruct_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    return flow_fn(src, dst, params, endpoint_url)

@@ -1,0 +1,40 @@
+"""Thin Prefect tasks over the stage functions: names, cache keys, retries, tags (DESIGN.md §3).
+
+A stage task's cache key is the stage folder it produces — ``<stage>-<key>``, the key hashing the
+photo bytes (through `align`), the stage's params section, its code version and its upstream
+keys — and a cached result is reused only while that folder is complete on disk, so a deleted
+work folder means a recompute rather than a dangling result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from facerecon.pipeline import KEY_FUNCS
+from facerecon.stages.workspace import StageOut, finished
+
+GPU_STAGES = frozenset({"invert", "pose_sweep", "dreambooth", "profile", "ae_optimize"})
+
+
+def stage_cache_key(context: Any, parameters: dict) -> str:
+    stage, args = parameters["stage"], tuple(parameters["args"])
+    keyfn, root_index = KEY_FUNCS[stage]
+    key = keyfn(*args)
+    if finished(Path(args[root_index]), stage, key) is None:
+        return f"{stage}-{key}-{uuid.uuid4().hex}"  # folder missing: run, don't trust an old result
+    return f"{stage}-{key}"
+
+
+@task(name="stage", cache_key_fn=stage_cache_key, persist_result=True)
+def run_stage(stage: str, fn: Any, args: tuple) -> StageOut:
+    return fn(*args)
+
+
+def prefect_runner(stage: str, fn: Any, *args: Any) -> StageOut:
+    """``facerecon.pipeline`` run-hook: each stage is a task run named and tagged after the stage."""
+    tags = ["facerecon", stage] + (["gpu"] if stage in GPU_STAGES else [])
+    return run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, fn, tuple(args))
