@@ -32,6 +32,7 @@ SYMMETRIC_PAIRS = [(33, 263), (133, 362), (234, 454), (61, 291), (127, 356), (93
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 
+FOREHEAD_CHIN_LEAN_DEG = 8.0
 _MP_LOCK = threading.Lock()  # mediapipe graphs are not re-entrant
 
 
@@ -183,10 +184,19 @@ def head_rotation(landmarks: np.ndarray) -> np.ndarray:
     x = np.mean([lm[r] - lm[l] for l, r in SYMMETRIC_PAIRS], axis=0)
     y = lm[CHIN] - lm[FOREHEAD]
     x /= np.linalg.norm(x) + 1e-12
+    # the forehead-chin line of an upright face leans back at the top (chin forward): undo that
+    # lean so a frontal, level head has pitch ~0 (calibrated on frontal photos)
+    y = _rotate_about(y, x, math.radians(-FOREHEAD_CHIN_LEAN_DEG))
     y = y - x * np.dot(x, y)
     y /= np.linalg.norm(y) + 1e-12
     z = np.cross(x, y)
     return np.stack([x, y, z], axis=1)
+
+
+def _rotate_about(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues rotation of ``v`` about the unit ``axis``."""
+    return (v * math.cos(angle) + np.cross(axis, v) * math.sin(angle)
+            + axis * np.dot(axis, v) * (1 - math.cos(angle)))
 
 
 def rotation_to_angles(r: np.ndarray) -> tuple[float, float, float]:

@@ -55,11 +55,19 @@ def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, cente
     face_w = float(np.ptp(lm[:, 0])) or float(size)
     if background_depth is None:
         background_depth = float(np.nanmax(depth)) + 0.35 * face_w / f
-    # outside the hull: nearest hull depth + a quadratic fall-off with distance (head curving away)
-    dist, (iy, ix) = distance_transform_edt(~hull, return_indices=True)
-    edge = depth[iy, ix]
-    curve = (dist / (falloff * face_w)) ** 2 * (background_depth - edge).clip(min=0.0)
-    filled = np.where(hull, depth, np.minimum(edge + curve, background_depth))
+    # outside the hull: a smooth continuation of the face (normalised convolution, so no streaks)
+    # that curves back with distance towards the background, like the side of a head
+    filled_in = np.where(hull, depth, 0.0)
+    sigma = 0.12 * face_w
+    num = gaussian_filter(filled_in, sigma)
+    den = gaussian_filter(hull.astype(np.float64), sigma)
+    smooth = num / np.maximum(den, 1e-6)
+    far = den < 1e-4
+    if far.any():
+        smooth[far] = float(np.nanmean(depth))
+    dist = distance_transform_edt(~hull)
+    curve = (dist / (falloff * face_w)) ** 2 * (background_depth - smooth).clip(min=0.0)
+    filled = np.where(hull, depth, np.minimum(smooth + curve, background_depth))
     if smooth_sigma > 0:
         blurred = gaussian_filter(filled, smooth_sigma)
         filled = np.where(hull, filled, blurred)
