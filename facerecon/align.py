@@ -67,7 +67,7 @@ class LandmarkDetector:
             static_image_mode=True, max_num_faces=8, refine_landmarks=False,
             min_detection_confidence=min(min_confidence, 0.5))
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def _detect_once(self, rgb: np.ndarray, ox: float = 0.0, oy: float = 0.0) -> list[Detection]:
         h, w = rgb.shape[:2]
         with _MP_LOCK:
             res = self._detector.process(np.ascontiguousarray(rgb))
@@ -78,8 +78,21 @@ class LandmarkDetector:
             x1, y1 = x0 + bb.width * w, y0 + bb.height * h
             x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
             if x1 - x0 > 2 and y1 - y0 > 2:
-                out.append(Detection((x0, y0, x1, y1), float(det.score[0])))
-        return sorted(out, key=lambda d: -d.size)
+                out.append(Detection((x0 + ox, y0 + oy, x1 + ox, y1 + oy), float(det.score[0])))
+        return out
+
+    def detect(self, rgb: np.ndarray, tile: int = 640) -> list[Detection]:
+        """Faces, largest first. Large photos are also searched in overlapping tiles: the detector
+        sees a downscaled image, where a face of a few dozen pixels would vanish."""
+        h, w = rgb.shape[:2]
+        found = self._detect_once(rgb)
+        if max(h, w) > tile * 1.25:
+            step = tile * 3 // 4
+            for y in range(0, max(h - tile, 0) + step, step):
+                for x in range(0, max(w - tile, 0) + step, step):
+                    y0, x0 = min(y, max(h - tile, 0)), min(x, max(w - tile, 0))
+                    found += self._detect_once(rgb[y0:y0 + tile, x0:x0 + tile], x0, y0)
+        return _nms(sorted(found, key=lambda d: -d.score))
 
     def mesh(self, rgb: np.ndarray, multi: bool = False) -> list[np.ndarray]:
         """468×3 landmarks in pixels (x, y, z; z in x-pixels, smaller = closer), one array per face."""
@@ -91,6 +104,23 @@ class LandmarkDetector:
             a = np.array([[p.x * w, p.y * h, p.z * w] for p in lms.landmark], dtype=np.float32)
             faces.append(a)
         return faces
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _nms(dets: list[Detection], thresh: float = 0.3) -> list[Detection]:
+    """Drop detections overlapping a better one (tiles see the same face twice); largest first."""
+    keep: list[Detection] = []
+    for d in dets:
+        if all(_iou(d.box, k.box) < thresh for k in keep):
+            keep.append(d)
+    return sorted(keep, key=lambda d: -d.size)
 
 
 _DETECTORS: dict[float, LandmarkDetector] = {}
