@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from facerecon.errors import FaceReconError
 
 COLUMNS = ["photo", "face", "status", "stage", "error_class", "error", "output", "photo_sha256",
-           "faces_in_photo", "cached", "seconds_total", "seconds_by_stage"]
+           "faces_in_photo", "cached", "stages_run", "seconds_total", "seconds_by_stage"]
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ManifestRow:
     photo_sha256: str | None = None
     faces_in_photo: int = 0
     cached: bool = False
+    stages_run: str = ""  # comma-separated stages that computed (not served from the cache)
     seconds_total: float = 0.0
     seconds_by_stage: dict = field(default_factory=dict)
 
@@ -34,6 +35,8 @@ class ManifestRow:
 
     def add_stage(self, out) -> None:
         self.seconds_by_stage[out.stage] = round(0.0 if out.cached else out.seconds, 4)
+        if not out.cached:
+            self.stages_run = ",".join([s for s in self.stages_run.split(",") if s] + [out.stage])
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +61,7 @@ def manifest_bytes(rows: list[dict]) -> bytes:
         "photo_sha256": pa.array(cols["photo_sha256"], pa.string()),
         "faces_in_photo": pa.array([int(v or 0) for v in cols["faces_in_photo"]], pa.int32()),
         "cached": pa.array([bool(v) for v in cols["cached"]], pa.bool_()),
+        "stages_run": pa.array([v or "" for v in cols["stages_run"]], pa.string()),
         "seconds_total": pa.array([float(v or 0.0) for v in cols["seconds_total"]], pa.float64()),
         "seconds_by_stage": pa.array(cols["seconds_by_stage"], pa.string()),
     })

@@ -8,6 +8,7 @@ work folder means a recompute rather than a dangling result.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,4 +38,9 @@ def run_stage(stage: str, fn: Any, args: tuple) -> StageOut:
 def prefect_runner(stage: str, fn: Any, *args: Any) -> StageOut:
     """``facerecon.pipeline`` run-hook: each stage is a task run named and tagged after the stage."""
     tags = ["facerecon", stage] + (["gpu"] if stage in GPU_STAGES else [])
-    return run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, fn, tuple(args))
+    state = run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, fn, tuple(args),
+                                                                                 return_state=True)
+    out = state.result()
+    if state.name == "Cached" and not out.cached:
+        out = dataclasses.replace(out, cached=True)
+    return out

@@ -1,0 +1,155 @@
+"""The CLI end to end, as a user runs it: real photos and bad files in, files out, manifest read back."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from flows.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "data" / "photos"
+TINY = ["align.output_size=128", "pose_sweep.image_size=64", "profile.image_size=64", "ae_optimize.steps=2",
+        "ae_optimize.batch_size=4", "export.mesh_resolution=32", "export.render_size=64",
+        "export.texture_size=64", "export.turntable_frames=3"]
+
+
+def tiny_args(cache: Path) -> list[str]:
+    out = []
+    for s in TINY + [f"cache.dir={cache}"]:
+        out += ["--set", s]
+    return out
+
+
+def small_photo(name: str, size: int = 320) -> Image.Image:
+    im = Image.open(PHOTOS / name).convert("RGB")
+    im.thumbnail((size, size))
+    return im
+
+
+def read_manifest(dst: Path) -> pd.DataFrame:
+    return pd.read_parquet(dst / "manifest.parquet")
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    src, dst, cache = base / "photos", base / "out", base / "cache"
+    src.mkdir()
+    small_photo("astronaut.jpg").save(src / "astronaut.jpg", quality=90)
+    code = main(["run", str(src), str(dst), "--no-progress", *tiny_args(cache)])
+    return src, dst, cache, code
+
+
+def test_outputs_of_a_face(first_run):
+    src, dst, cache, code = first_run
+    assert code == 0
+    face = dst / "astronaut"
+    for name in ("face.obj", "face.mtl", "albedo.png", "face.glb", "depth.png", "normals.png", "render_front.png",
+                 "render_45.png", "render_left90.png", "render_right90.png", "turntable.gif", "views.png",
+                 "result.json", "depth.npy"):
+        assert (face / name).is_file(), name
+    obj = (face / "face.obj").read_text()
+    n_v = sum(line.startswith("v ") for line in obj.splitlines())
+    n_f = sum(line.startswith("f ") for line in obj.splitlines())
+    assert n_v > 100 and n_f > 100
+    glb = (face / "face.glb").read_bytes()
+    magic, version, length = struct.unpack("<4sII", glb[:12])
+    assert magic == b"glTF" and version == 2 and length == len(glb)
+    front = np.asarray(Image.open(face / "render_front.png").convert("RGB")).astype(float)
+    assert front.std() > 5  # a picture, not a blank
+    result = json.loads((face / "result.json").read_text())
+    assert set(result["timings_s"]) >= {"align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize",
+                                        "combine", "correct", "export"}
+    assert result["stages"]["dreambooth"]["summary"]["skipped"] is True
+    m = read_manifest(dst)
+    assert list(m["status"]) == ["ok"] and m["stages_run"][0].startswith("align")
+    sheet = Image.open(face / "views.png")
+    assert sheet.size[0] > 64 * 4
+
+
+def test_rerun_recomputes_nothing(first_run):
+    src, dst, cache, _ = first_run
+    assert main(["run", str(src), str(dst), "--no-progress", *tiny_args(cache)]) == 0
+    m = read_manifest(dst)
+    assert m["cached"].tolist() == [True] and m["stages_run"].tolist() == [""]
+
+
+def test_param_change_reruns_only_downstream(first_run):
+    src, dst, cache, _ = first_run
+    args = tiny_args(cache) + ["--set", "combine.blur_sigma=4"]
+    assert main(["run", str(src), str(dst), "--no-progress", *args]) == 0
+    m = read_manifest(dst)
+    assert m["stages_run"].tolist() == ["combine,export"]
+
+
+def _cmyk_jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("CMYK").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _exif_rotated(img: Image.Image) -> bytes:
+    rotated = img.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 8  # ...with the orientation tag that turns it upright
+    buf = io.BytesIO()
+    rotated.save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def test_bad_inputs_never_stop_the_batch(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    face = small_photo("grace_hopper.jpg", 256)
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.jpg").write_text("this is not an image")
+    good = io.BytesIO()
+    face.save(good, format="JPEG")
+    (src / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    Image.new("RGB", (1, 1)).save(src / "pixel.png")
+    Image.new("RGB", (300, 300), (120, 130, 140)).save(src / "wall.png")
+    (src / "cmyk.jpg").write_bytes(_cmyk_jpeg(face))
+    (src / "rotated.jpg").write_bytes(_exif_rotated(face))
+    rgba = face.convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(src / "alpha.png")
+    arr16 = (np.asarray(face.convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(arr16).save(src / "sixteen.png")
+    code = main(["run", str(src), str(dst), "--no-progress", *tiny_args(tmp_path / "cache")])
+    assert code == 3
+    m = read_manifest(dst).set_index("photo")
+    for bad in ("empty.jpg", "notes.jpg", "truncated.jpg", "pixel.png"):
+        assert m.loc[bad, "status"] == "failed", bad
+        assert bad in m.loc[bad, "error"] or m.loc[bad, "error"], bad
+        assert "Traceback" not in m.loc[bad, "error"]
+    assert m.loc["wall.png", "status"] == "no_face"
+    for good_name in ("cmyk.jpg", "rotated.jpg", "alpha.png", "sixteen.png"):
+        assert m.loc[good_name, "status"] == "ok", (good_name, m.loc[good_name, "error"])
+    # EXIF orientation honoured: the face was found upright and aligned
+    res = json.loads((dst / "rotated" / "result.json").read_text())
+    assert abs(res["stages"]["align"]["summary"]["faces"][0]["roll"]) < 20
+
+
+def test_console_script_is_clean_for_user_mistakes(tmp_path):
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    exe = Path(sys.executable).parent / "facerecon"
+    proc = subprocess.run([str(exe), "run", str(PHOTOS), str(tmp_path / "o"), "--set", "ae_optimize.stpes=3"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "ae_optimize.stpes: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    proc = subprocess.run([str(exe), "run", str(tmp_path / "missing"), str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "missing" in proc.stderr
