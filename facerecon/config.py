@@ -156,6 +156,8 @@ class ExportParams:
     render_size: int = opt(384, min=32, max=4096)
     turntable_frames: int = opt(24, min=2, max=360)
     glb: bool = opt(True)
+    photo_detail: float = opt(1.0, min=0.0, max=2.0,
+                              help="add the photo's fine detail to the AE albedo texture (0 = AE albedo only)")
 
 
 # ----------------------------------------------------------------------- benchmark

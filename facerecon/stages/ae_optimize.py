@@ -62,12 +62,16 @@ def ae_input(image: np.ndarray, crop: float, size: int):
     import torch.nn.functional as F
 
     arr = np.asarray(image)
-    arr = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
-    h, w = arr.shape[:2]
+    arr = center_crop(arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0), crop)
+    t = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1)[None]
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def center_crop(image: np.ndarray, crop: float) -> np.ndarray:
+    h, w = image.shape[:2]
     ch, cw = max(int(round(h * crop)), 1), max(int(round(w * crop)), 1)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    t = torch.from_numpy(np.ascontiguousarray(arr[y0:y0 + ch, x0:x0 + cw, :3])).permute(2, 0, 1)[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    return image[y0:y0 + ch, x0:x0 + cw]
 
 
 def crop_mask(mask: np.ndarray, crop: float, size: int) -> np.ndarray:
@@ -146,6 +150,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         head = load_png(mask_path) > 127 if mask_path.exists() else face.mask
         save_npy(d / "mask.npy", crop_mask(head, p.crop, size))
         save_png(d / "front_input.png", _np(front).transpose(1, 2, 0))
+        save_png(d / "front_crop.png", center_crop(front_img, p.crop))  # full resolution, for the texture
         info = {"views": len(used), "steps": p.steps, "checkpoint": meta.get("checkpoint"),
                 "pretrained": meta.get("checkpoint") is not None,
                 "light": _np(pred["light"]).reshape(-1).round(4).tolist(),

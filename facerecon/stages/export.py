@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from facerecon.config import Params, section_hash, to_dict
-from facerecon.stages.workspace import (StageOut, load_json, load_npy, load_views, run_cached, save_json,
+from facerecon.post.detail import detail_texture
+from facerecon.stages.workspace import (StageOut, load_json, load_npy, load_png, load_views, run_cached, save_json,
                                         save_npy, save_png, stage_key)
 
 VERSION = "1"
@@ -44,6 +45,10 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
         fov = params.ae_model.fov
         depth = load_npy(stages["correct"].path / "depth.npy")
         albedo = np.clip(load_npy(stages["combine"].path / "albedo.npy"), 0, 1)
+        crop = stages["ae_optimize"].path / "front_crop.png"
+        if p.photo_detail > 0 and crop.exists():
+            photo = load_png(crop)[..., :3].astype(np.float32) / 255.0
+            albedo = detail_texture(albedo, photo, p.texture_size, p.photo_detail)
         mask = load_npy(stages["ae_optimize"].path / "mask.npy")
         save_npy(d / "depth.npy", depth)
         ex.write_depth_png(d / "depth.png", depth, mask)
