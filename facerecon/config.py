@@ -98,9 +98,16 @@ class DreamboothParams:
     lora_rank: int = opt(8, min=1, max=512)
     resolution: int = opt(512, min=32, max=2048)
     batch_size: int = opt(1, min=1, max=64)
-    mixed_precision: str = opt("fp16", choices=("no", "fp16", "bf16"))
+    mixed_precision: str = opt("fp16", choices=("no", "fp16", "bf16"), help="CUDA only; CPU trains in fp32")
     gradient_checkpointing: bool = opt(True)
     allow_download: bool = opt(False)
+    prior_loss_weight: float = opt(1.0, min=0.0, max=100.0, help="weight of the class-image loss")
+    class_data_dir: str = opt("", help="class images for prior preservation (made there by the base model "
+                              "when too few); empty = a cache folder per base model and class prompt")
+    class_image_steps: int = opt(25, min=1, max=1000, help="sampling steps when making class images")
+    single_file_config: str = opt("", help="folder of diffusers component configs for a single-file "
+                                  "base_model/controlnet; empty = the shipped SD-1.5 configs")
+    log_every: int = opt(25, min=1, max=100000, help="log the mean loss every this many steps")
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,14 @@ class ProfileParams:
     guidance_scale: float = opt(7.5, min=0.0, max=50.0)
     resolution: int = opt(512, min=32, max=2048)
     allow_download: bool = opt(False)
+    scheduler: str = opt("unipc", choices=("unipc", "ddim", "pndm", "euler_a", "dpmpp"))
+    controlnet_scale: float = opt(1.0, min=0.0, max=5.0, help="ControlNet conditioning scale")
+    prompt_suffix: str = opt(", side profile view, head and shoulders portrait, plain background, "
+                             "photorealistic, sharp focus", help="appended to the DreamBooth prompt")
+    negative_prompt: str = opt("frontal view, looking at the camera, blurry, lowres, deformed, cartoon, drawing")
+    draw_face: bool = opt(True, help="draw OpenPose's 70 face keypoints, not only the head/shoulder skeleton")
+    scorer: str = opt("auto", choices=("auto", "heuristic"),
+                      help="best-of-N check: auto = landmarks+yaw when a face is detected, else heuristic")
 
 
 @dataclass(frozen=True)
