@@ -98,7 +98,7 @@ class DreamboothParams:
     lora_rank: int = opt(8, min=1, max=512)
     resolution: int = opt(512, min=32, max=2048)
     batch_size: int = opt(1, min=1, max=64)
-    mixed_precision: str = opt("fp16", choices=("no", "fp16", "bf16"), help="CUDA only; CPU trains in fp32")
+    mixed_precision: str = opt("fp16", choices=("fp32", "fp16", "bf16"), help="CUDA only; CPU trains in fp32")
     gradient_checkpointing: bool = opt(True)
     allow_download: bool = opt(False)
     prior_loss_weight: float = opt(1.0, min=0.0, max=100.0, help="weight of the class-image loss")
