@@ -86,7 +86,7 @@ class _Base:
     def _dtype(self, mixed: str):
         import torch
 
-        if self.device.type != "cuda" or mixed == "no":
+        if self.device.type != "cuda" or mixed == "fp32":
             return torch.float32
         return torch.bfloat16 if mixed == "bf16" else torch.float16
 
@@ -188,7 +188,7 @@ class DiffusersDreambooth(_Base):
             summary = db.loss_summary(losses)
             if not summary["finite"]:
                 raise ConfigError(f"dreambooth: the loss became non-finite (last {losses[-1]}); lower "
-                                  "dreambooth.learning_rate or set dreambooth.mixed_precision: no")
+                                  "dreambooth.learning_rate or set dreambooth.mixed_precision: fp32")
             config = db.config_dict(cfg, prompt=p.prompt, class_prompt=p.class_prompt,
                                     base_model={"path": str(base.path), "sha256": base.sha256,
                                                 "layout": comps.layout},
@@ -212,7 +212,7 @@ class DiffusersDreambooth(_Base):
         info = {"mode": cfg.mode, "steps": cfg.steps, "loss": {k: v for k, v in summary.items() if k != "curve"},
                 "loss_curve": summary["curve"], "images": len(views), "resolution": cfg.resolution,
                 "prompt": p.prompt, "base_model": config["base_model"], "device": str(dev),
-                "mixed_precision": p.mixed_precision if dev.type == "cuda" else "no (cpu)",
+                "mixed_precision": p.mixed_precision if dev.type == "cuda" else "fp32 (cpu)",
                 "prior_preservation": bool(prior is not None), **class_info,
                 "seconds": round(time.perf_counter() - t0, 2)}
         return DreamboothResult(skipped=False, weights_dir=str(weights), info=info)

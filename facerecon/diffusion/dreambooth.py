@@ -48,7 +48,7 @@ class TrainConfig:
     batch_size: int = 1
     prior_preservation: bool = False
     prior_loss_weight: float = 1.0
-    mixed_precision: str = "fp16"  # "no" | "fp16" | "bf16" (CUDA only)
+    mixed_precision: str = "fp16"  # "fp32" | "fp16" | "bf16" (CUDA only; CPU runs fp32)
     gradient_checkpointing: bool = True
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -131,7 +131,7 @@ def train_unet(unet, noise_scheduler, instance: tuple[Any, Any], instance_emb, c
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    use_amp = device.type == "cuda" and cfg.mixed_precision != "no"
+    use_amp = device.type == "cuda" and cfg.mixed_precision != "fp32"
     amp_dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     params = [p for p in unet.parameters() if p.requires_grad]

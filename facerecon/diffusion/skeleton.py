@@ -7,7 +7,7 @@ vertical axis through the ears (a head turns on its neck), projected orthographi
 into the aligned crop, and drawn with OpenPose's keypoint order, colours and sizes.
 
 Keypoints on the far side of a turned head (|yaw| ≥ 45°) are not drawn, as a detector would
-not see them. Pure numpy + PIL; no I/O.
+not see them. Pure numpy; no I/O.
 """
 
 from __future__ import annotations
@@ -133,46 +133,49 @@ def mirror_skeleton(sk: Skeleton) -> Skeleton:
 # ------------------------------------------------------------------------------ drawing
 
 
-def _limb_polygon(p0: np.ndarray, p1: np.ndarray, half_width: float, n: int = 36) -> list[tuple[float, float]]:
-    """Ellipse around the segment p0-p1 (long semi-axis = half its length), as the annotator draws limbs."""
-    mid = 0.5 * (p0 + p1)
-    d = p1 - p0
-    half_len = max(0.5 * float(np.hypot(*d)), 0.5)
-    ang = math.atan2(d[1], d[0])
-    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    ex, ey = half_len * np.cos(t), half_width * np.sin(t)
-    x = mid[0] + ex * math.cos(ang) - ey * math.sin(ang)
-    y = mid[1] + ex * math.sin(ang) + ey * math.cos(ang)
-    return list(zip(x.tolist(), y.tolist(), strict=True))
+def _ellipse_mask(size: int, centre: np.ndarray, half_len: float, half_width: float, angle: float) -> tuple:
+    """Pixels (by their centres) inside an ellipse, as (row slice, col slice, bool mask).
+
+    Sampling pixel centres, rather than a rasteriser's corner rules, keeps the drawing exactly
+    mirror-symmetric: a mirrored skeleton draws the mirrored image.
+    """
+    reach = max(half_len, half_width) + 1.0
+    x0, x1 = max(0, int(math.floor(centre[0] - reach))), min(size, int(math.ceil(centre[0] + reach)) + 1)
+    y0, y1 = max(0, int(math.floor(centre[1] - reach))), min(size, int(math.ceil(centre[1] + reach)) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return slice(0, 0), slice(0, 0), np.zeros((0, 0), bool)
+    v, u = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    du, dv = u - centre[0], v - centre[1]
+    c, s = math.cos(angle), math.sin(angle)
+    a = (du * c + dv * s) / half_len
+    b = (-du * s + dv * c) / half_width
+    return slice(y0, y1), slice(x0, x1), a * a + b * b <= 1.0
 
 
 def draw_skeleton(sk: Skeleton, *, face: bool = True) -> np.ndarray:
     """(size, size, 3) uint8 OpenPose image: body keypoints, blended limbs, then white face dots."""
-    from PIL import Image, ImageDraw
-
     s = sk.size
     k = s / 512.0
     r_body = max(1.0, M.BODY_RADIUS_512 * k)
     stick = max(1.0, M.STICK_WIDTH_512 * k)
     r_face = max(1.0, M.FACE_RADIUS_512 * k)
-    img = Image.new("RGB", (s, s), (0, 0, 0))
-    draw = ImageDraw.Draw(img)
+    canvas = np.zeros((s, s, 3), np.float32)
     for i in range(M.N_BODY):
         if sk.body_visible[i]:
-            x, y = sk.body[i]
-            draw.ellipse([x - r_body, y - r_body, x + r_body, y + r_body], fill=M.BODY_COLORS[i])
-    canvas = np.asarray(img, dtype=np.float32).copy()
+            rows, cols, m = _ellipse_mask(s, sk.body[i], r_body, r_body, 0.0)
+            canvas[rows, cols][m] = M.BODY_COLORS[i]
     for i, (a, b) in enumerate(M.BODY_LIMBS):
         if not (sk.body_visible[a] and sk.body_visible[b]):
             continue
-        mask = Image.new("L", (s, s), 0)
-        ImageDraw.Draw(mask).polygon(_limb_polygon(sk.body[a], sk.body[b], stick), fill=255)
-        m = (np.asarray(mask) > 127)[..., None]
-        canvas = np.where(m, (1 - M.LIMB_ALPHA) * canvas + M.LIMB_ALPHA * np.array(M.BODY_COLORS[i]), canvas)
-    img = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
+        p0, p1 = sk.body[a], sk.body[b]
+        d = p1 - p0
+        half_len = max(0.5 * float(np.hypot(*d)), stick)
+        rows, cols, m = _ellipse_mask(s, 0.5 * (p0 + p1), half_len, stick, math.atan2(d[1], d[0]))
+        patch = canvas[rows, cols]
+        patch[m] = (1 - M.LIMB_ALPHA) * patch[m] + M.LIMB_ALPHA * np.array(M.BODY_COLORS[i], np.float32)
     if face:
-        draw = ImageDraw.Draw(img)
         for (x, y), v in zip(sk.face, sk.face_visible, strict=True):
             if v:
-                draw.ellipse([x - r_face, y - r_face, x + r_face, y + r_face], fill=M.FACE_COLOR)
-    return np.asarray(img)
+                rows, cols, m = _ellipse_mask(s, np.array([x, y]), r_face, r_face, 0.0)
+                canvas[rows, cols][m] = M.FACE_COLOR
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
