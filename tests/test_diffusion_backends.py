@@ -20,8 +20,9 @@ from facerecon.diffusion import dreambooth as db  # noqa: E402
 from facerecon.diffusion.backends import ControlNetProfile, DiffusersDreambooth  # noqa: E402
 from facerecon.diffusion.components import clear_cache, load_base_model, load_controlnet  # noqa: E402
 from facerecon.diffusion.profiles import Score, heuristic_score, make_default_scorer, make_pipeline  # noqa: E402
+from facerecon.diffusion.single_file import save_single_file  # noqa: E402
 from facerecon.diffusion.skeleton import profile_skeleton  # noqa: E402
-from facerecon.diffusion.tiny import build_tiny, save_diffusers_folder  # noqa: E402
+from facerecon.diffusion.tiny import build_tiny, save_config_folder, save_diffusers_folder  # noqa: E402
 from facerecon.errors import MissingWeightsError  # noqa: E402
 from facerecon.stages.base import AlignedFace, DreamboothResult, InvertResult, View  # noqa: E402
 
@@ -34,8 +35,11 @@ FACE_SIZE = 64
 def models(tmp_path_factory) -> Path:
     """models/tiny-sd (diffusers folder) and models/tiny-openpose (ControlNet folder)."""
     root = tmp_path_factory.mktemp("models")
-    save_diffusers_folder(build_tiny(seed=0, tokenizer_dir=root / ".tok"), root / "tiny-sd",
-                          with_controlnet=root / "tiny-openpose")
+    tiny = build_tiny(seed=0, tokenizer_dir=root / ".tok")
+    save_diffusers_folder(tiny, root / "tiny-sd", with_controlnet=root / "tiny-openpose")
+    # the same model as one single-file checkpoint + its config folder (how community models ship)
+    save_single_file(root / "tiny-sd.safetensors", tiny.unet, tiny.vae, tiny.text_encoder)
+    save_config_folder(tiny, root / "tiny-configs")
     return root
 
 
@@ -137,6 +141,18 @@ def test_dreambooth_is_deterministic(models, face, views, tmp_path):
     assert a.info["loss_curve"] == b.info["loss_curve"]
     c = DiffusersDreambooth(params_for(models, "dreambooth.steps=4", "seed=8"), CPU).train(face, views, tmp_path / "c")
     assert c.info["loss_curve"] != a.info["loss_curve"]
+
+
+def test_dreambooth_on_a_single_file_base_model(models, face, views, tmp_path):
+    params = params_for(models, f"dreambooth.base_model={models / 'tiny-sd.safetensors'}", "dreambooth.steps=2",
+                        f"dreambooth.single_file_config={models / 'tiny-configs'}")
+    res = DiffusersDreambooth(params, CPU).train(face, views, tmp_path / "a")
+    assert res.info["base_model"]["layout"] == "single_file" and res.info["loss"]["finite"]
+    (tmp_path / "empty").mkdir()
+    bad = params_for(models, f"dreambooth.base_model={models / 'tiny-sd.safetensors'}",
+                     f"dreambooth.single_file_config={tmp_path / 'empty'}")
+    with pytest.raises(MissingWeightsError, match="single_file_config.*unet/config.json"):
+        DiffusersDreambooth(bad, CPU).check_ready()
 
 
 def test_prior_preservation_makes_class_images_once(models, face, views, tmp_path):
