@@ -55,14 +55,13 @@ def test_sd_tokenizer_is_built_offline_and_gives_clip_ids(tmp_path, monkeypatch)
 
 def test_shipped_configs_describe_sd15():
     """Built on the meta device: parameter counts of the public SD-1.5 components."""
-    from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     def count(m):
         return sum(p.numel() for p in m.parameters())
 
-    with init_empty_weights():
+    with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(SD15_CONFIGS / "unet"))
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(SD15_CONFIGS / "vae"))
         cn = ControlNetModel.from_config(ControlNetModel.load_config(SD15_CONFIGS / "controlnet"))

@@ -107,9 +107,9 @@ def load_base_model(path: str | Path, *, config_dir: str | Path | None = None, t
         del ckpt
         return SDComponents(tokenizer_from(cfg), text_encoder.eval(), vae.eval(), unet,
                             scheduler_config_from(cfg), str(path), "single_file")
-    except (CheckpointError, FileNotFoundError):
+    except (CheckpointError, MemoryError):
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # any failure inside diffusers/transformers means this file is unusable
         raise CheckpointError(f"{path}: cannot load as a Stable Diffusion 1.x model "
                               f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
@@ -130,9 +130,9 @@ def load_controlnet(path: str | Path, *, config_dir: str | Path | None = None, t
         ckpt = read_checkpoint(path)
         return ControlNetModel.from_single_file(ckpt, config=str(cfg), subfolder="controlnet",
                                                 local_files_only=True, torch_dtype=torch_dtype).eval()
-    except CheckpointError:
+    except (CheckpointError, MemoryError):
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # any failure inside diffusers means this file is unusable
         raise CheckpointError(f"{path}: cannot load as an SD-1.x ControlNet "
                               f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
