@@ -271,3 +271,15 @@ def test_missing_weights_fail_fast_naming_every_file(tmp_path):
     msg = str(err.value)
     assert "profile.controlnet" in msg and "control_v11p_sd15_openpose" in msg and "realisticVisionV20" in msg
     assert "\n" not in msg
+
+
+def test_missing_extras_are_one_clear_error(models, monkeypatch):
+    import sys
+
+    from facerecon.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if `facerecon[diffusion]` were not installed
+    with pytest.raises(ConfigError, match=r"dreambooth.backend: needs the Python package\(s\) peft.*facerecon\[diffusion\]"):
+        DiffusersDreambooth(params_for(models), CPU).check_ready()
+    # full fine-tuning does not need peft
+    DiffusersDreambooth(params_for(models, "dreambooth.mode=full"), CPU).check_ready()
