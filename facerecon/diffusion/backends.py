@@ -141,6 +141,12 @@ class DiffusersDreambooth(_Base):
                            log_every=p.log_every)
 
     def train(self, face: AlignedFace, views: list[View], workdir: Path) -> DreamboothResult:
+        from facerecon.diffusion.components import MODEL_LOCK
+
+        with MODEL_LOCK:
+            return self._train(face, views, workdir)
+
+    def _train(self, face: AlignedFace, views: list[View], workdir: Path) -> DreamboothResult:
         import torch
         from diffusers import DDPMScheduler
 
@@ -303,6 +309,12 @@ class ControlNetProfile(_Base):
 
     def profiles(self, face: AlignedFace, inverted: InvertResult, dreambooth: DreamboothResult,
                  workdir: Path) -> list[View]:
+        from facerecon.diffusion.components import MODEL_LOCK
+
+        with MODEL_LOCK:
+            return self._profiles(face, dreambooth, Path(workdir))
+
+    def _profiles(self, face: AlignedFace, dreambooth: DreamboothResult, workdir: Path) -> list[View]:
         from PIL import Image
 
         from facerecon.diffusion import dreambooth as db
@@ -314,7 +326,6 @@ class ControlNetProfile(_Base):
             raise NoFaceError("profile: the aligned face has no landmarks; ControlNet profiles are drawn from them")
         deps.diffusers_stack("profile.backend", peft=self._needs_peft())
         p = self.params.profile
-        workdir = Path(workdir)
         t0 = time.perf_counter()
         base, cn = self._resolve_all(hash_it=True)
         dtype = self._dtype("fp16")

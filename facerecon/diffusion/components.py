@@ -141,6 +141,9 @@ def load_controlnet(path: str | Path, *, config_dir: str | Path | None = None, t
 
 _LOCK = threading.Lock()
 _CACHE: dict[tuple, Any] = {}
+# DreamBooth adds/removes adapters on the cached UNet and sampling loads them into it: runs that
+# touch the cached models take this lock so two threads of one process never interleave
+MODEL_LOCK = threading.RLock()
 
 
 def cached(key: tuple, build) -> Any:
