@@ -284,3 +284,22 @@ def test_missing_extras_are_one_clear_error(models, monkeypatch):
         DiffusersDreambooth(params_for(models), CPU).check_ready()
     # full fine-tuning does not need peft
     DiffusersDreambooth(params_for(models, "dreambooth.mode=full"), CPU).check_ready()
+
+
+def test_dreambooth_stage_output_feeds_the_profile_backend(models, face, views, tmp_path):
+    """run_dreambooth (stage folder, cache key, dreambooth.json) → load_dreambooth → ControlNet profiles."""
+    from facerecon.stages.dreambooth import load_dreambooth, run_dreambooth
+    from facerecon.stages.workspace import StageOut, save_face, save_views
+
+    params = params_for(models, "dreambooth.steps=2")
+    save_face(tmp_path / "aligned", face)
+    save_views(tmp_path / "sweep", views)
+    sweep = StageOut(stage="pose_sweep", key="k0", dir=str(tmp_path / "sweep"))
+    out = run_dreambooth(tmp_path / "aligned", sweep, params, tmp_path / "work")
+    again = run_dreambooth(tmp_path / "aligned", sweep, params, tmp_path / "work")
+    assert again.cached and again.dir == out.dir
+    result = load_dreambooth(out.path)
+    assert not result.skipped and Path(result.weights_dir).is_relative_to(out.path)
+    views_out = ControlNetProfile(params, CPU, scorer=make_default_scorer(False)).profiles(
+        face, InvertResult(), result, tmp_path / "profile")
+    assert [v.info["identity"] for v in views_out] == ["dreambooth (lora)"] * 2
