@@ -306,3 +306,9 @@ def align_photo(rgb: np.ndarray, *, output_size: int = 256, transform_size: int 
         face.meta["faces_in_photo"] = len(found)
         faces.append(face)
     return faces
+
+
+def detect_landmarks(rgb: np.ndarray, min_confidence: float = 0.5) -> np.ndarray | None:
+    """468×3 landmarks of the largest face in ``rgb`` (pixels), or None: used to score generated views."""
+    found = find_faces(np.asarray(rgb)[..., :3], get_detector(min_confidence), max_faces=1, min_face_size=8)
+    return found[0] if found else None
