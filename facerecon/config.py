@@ -67,9 +67,13 @@ class InvertParams:
     generator: str = opt("stylegan2-ffhq-config-f.pt", help="StyleGAN2 (rosinality layout) checkpoint")
     hyperstyle_checkpoint: str = opt("hyperstyle_ffhq.pt")
     e4e_checkpoint: str = opt("e4e_ffhq_encode.pt")
+    w_encoder_checkpoint: str = opt("faces_w_encoder.pt", help="HyperStyle's W encoder (its initial latent)")
     iterations: int = opt(0, min=0, max=50, help="HyperStyle refinement steps; 0 = from checkpoint opts")
     optimize_steps: int = opt(300, min=1, max=100000)
     optimize_lr: float = opt(0.05, min=1e-6, max=10.0)
+    optimize_loss_size: int = opt(256, min=16, max=1024, help="optimize: image side the pixel loss is taken at")
+    optimize_latent_reg: float = opt(0.0, min=0.0, max=100.0,
+                                     help="optimize: weight of the pull towards the starting (average) latent")
     allow_download: bool = opt(False)
 
 
@@ -82,6 +86,10 @@ class PoseSweepParams:
     alpha_span_max: int = opt(9, min=-100, max=100, help="α that means +90° yaw")
     image_size: int = opt(256, min=32, max=1024)
     direction: str = opt("pose.pt", help="InterfaceGAN pose boundary (interfacegan backend)")
+    flip_direction: bool = opt(False, help="interfacegan: negate the direction (if it turns heads against "
+                               "facerecon's yaw sign; the sweep log says so)")
+    estimate_yaw: bool = opt(True, help="interfacegan: measure each view's yaw with the landmark estimator")
+    batch_size: int = opt(2, min=1, max=64, help="interfacegan: views generated per generator pass")
 
 
 @dataclass(frozen=True)
