@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -344,7 +345,7 @@ def to_uint8(images: torch.Tensor) -> list:
 
 def from_uint8(image, size: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, size, size) in [-1, 1] (area-resampled when ``size`` differs)."""
-    t = torch.as_tensor(image[..., :3]).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    t = torch.from_numpy(np.array(image[..., :3], dtype=np.float32)).permute(2, 0, 1)[None].div(127.5).sub(1.0)
     t = t.to(device)
     if size is not None and t.shape[-1] != size:
         t = resize(t, size)
