@@ -127,10 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    gan = sub.add_parser("gan", help="StyleGAN2 tools (thesis backend)")
+    gan_sub = gan.add_subparsers(dest="gan_command", required=True)
+    gan_sub.add_parser("fit-direction", help="fit an InterfaceGAN pose direction (pose.pt) for a generator "
+                       "(see `facerecon gan fit-direction --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["gan", "fit-direction"]:  # its own argument parser
+        _quiet_environment(False)
+        from facerecon.errors import FaceReconError
+        from facerecon.gan.fit_direction import cli_main
+
+        try:
+            return cli_main(argv[2:])
+        except FaceReconError as exc:
+            print(f"facerecon: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_environment(args.verbose)
