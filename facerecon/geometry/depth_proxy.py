@@ -37,7 +37,7 @@ def frontalize_landmarks(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, center_depth: float = 1.0,
                    background_depth: float | None = None, falloff: float = 0.6,
-                   smooth_sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   smooth_sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Depth map (size, size) and the hull mask where it is interpolated (not extrapolated).
 
     ``landmarks`` are (468, 3) in the pixel frame of the map (x, y, z with z in pixels, smaller
@@ -68,7 +68,6 @@ def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, cente
     dist = distance_transform_edt(~hull)
     curve = (dist / (falloff * face_w)) ** 2 * (background_depth - smooth).clip(min=0.0)
     filled = np.where(hull, depth, np.minimum(smooth + curve, background_depth))
-    if smooth_sigma > 0:
-        blurred = gaussian_filter(filled, smooth_sigma)
-        filled = np.where(hull, filled, blurred)
+    if smooth_sigma > 0:  # the interpolant creases along landmark triangles; renders show them
+        filled = gaussian_filter(filled, smooth_sigma * size / 256.0)
     return filled.astype(np.float32), hull
