@@ -84,7 +84,7 @@ def vertex_normals(verts: Tensor, faces: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def normals_from_depth(depth: Tensor, fov: float | None = None, *, K: Tensor | None = None,
-                       toward_camera: bool = True, eps: float = 1e-7) -> Tensor:
+                       toward_camera: bool = True, eps: float = 1e-20) -> Tensor:
     """Per-pixel unit surface normals (B, H, W, 3) in the camera frame.
 
     Central differences of the lifted 3D points (one-sided at the border, so border pixels get
@@ -99,4 +99,5 @@ def normals_from_depth(depth: Tensor, fov: float | None = None, *, K: Tensor | N
     tu = pad[:, 1:-1, 2:] - pad[:, 1:-1, :-2]  # ∂P/∂u (≈ +x)
     tv = pad[:, 2:, 1:-1] - pad[:, :-2, 1:-1]  # ∂P/∂v (≈ +y)
     n = torch.linalg.cross(tv, tu, dim=-1) if toward_camera else torch.linalg.cross(tu, tv, dim=-1)
-    return n / (n.norm(dim=-1, keepdim=True) + eps)
+    # clamp, not add: the cross products are ~ (d/f)² small, an added eps would bias them
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
