@@ -76,10 +76,20 @@ def _fill_outside(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return depth[idx[0], idx[1]]
 
 
+def _as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean mask; float masks (soft, confidence-like) are thresholded at 0.5."""
+    if mask is None:
+        return np.ones(shape, bool)
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask {m.shape} and depth {tuple(shape)} must have the same shape")
+    return m > 0.5 if np.issubdtype(m.dtype, np.floating) else m.astype(bool)
+
+
 def _resample(depth: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Depth and mask on a grid of ``size`` covering the same field (corners on corners)."""
     depth = np.asarray(depth, np.float64)
-    mask = np.asarray(mask, bool) if mask is not None else np.ones(depth.shape, bool)
+    mask = _as_mask(mask, depth.shape)
     if depth.shape == tuple(size):
         return depth, mask
     d = torch.from_numpy(_fill_outside(depth, mask))[None, None]
@@ -172,7 +182,7 @@ def depth_to_png(depth: np.ndarray, mask: np.ndarray | None = None, mode: str = 
     matplotlib's viridis (yellow = near).
     """
     d = np.asarray(depth, np.float64)
-    m = np.ones(d.shape, bool) if mask is None else np.asarray(mask, bool)
+    m = _as_mask(mask, d.shape)
     if not m.any():
         t = np.zeros(d.shape)
     else:
@@ -193,7 +203,7 @@ def normals_to_png(depth: np.ndarray, mask: np.ndarray | None, fov: float) -> np
     the viewer (a surface facing the camera is (128, 128, 255)); background black."""
     d = torch.as_tensor(np.asarray(depth, np.float64))[None]
     n = normals_from_depth(d, fov)[0].numpy() * np.array([1.0, -1.0, -1.0])
-    m = np.ones(d.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+    m = _as_mask(mask, d.shape[1:])
     return _to_uint8(np.where(m[..., None], (n + 1.0) / 2.0, 0.0))
 
 
@@ -218,7 +228,7 @@ def render_yaws(depth: np.ndarray, albedo: np.ndarray, mask: np.ndarray | None, 
     ``ambient``, ``diffuse``.
     """
     depth = np.asarray(depth, np.float64)
-    m0 = np.ones(depth.shape, bool) if mask is None else np.asarray(mask, bool)
+    m0 = _as_mask(mask, depth.shape)
     if not m0.any():
         raise ValueError("render: the mask is empty, nothing to render")
     grid = _grid_size(depth.shape, min(mesh_resolution, max(size, max(depth.shape))))

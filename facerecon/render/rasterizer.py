@@ -27,9 +27,18 @@ from torch import Tensor
 
 from facerecon.geometry.camera import _k_parts, intrinsics
 
-# bucket sides (pixels) for the broadcast path; larger boxes take the exact-enumeration path
-_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-_CHUNK = 1 << 22  # candidates per chunk on the large-face path (bounds memory)
+# bounding-box sides (pixels) of the broadcast path; larger boxes take the scan-line path
+_BUCKETS = (1, 2, 3, 4)
+_CHUNK = 1 << 22  # bounding-box pixels per chunk on the scan-line path (bounds memory)
+_SPAN_SLACK = 1e-3  # pixels added to each scan-line span; the barycentric test decides exactly
+
+
+def _expand(counts: Tensor) -> tuple[Tensor, Tensor]:
+    """For counts (n,): owner index and 0-based position of each of the ``counts.sum()`` items."""
+    n = counts.numel()
+    owner = torch.repeat_interleave(torch.arange(n, device=counts.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    return owner, torch.arange(owner.numel(), device=counts.device) - first[owner]
 
 
 class Fragments(NamedTuple):
@@ -124,6 +133,7 @@ def _visible_faces(verts: Tensor, faces: Tensor, H: int, W: int, K: Tensor, znea
         depths.append(1.0 / inv_z[r, col])
         fids.append(fsel[r])
 
+    # small boxes: every face tests a fixed k×k block (constants broadcast, no per-pixel gathers)
     lo = 0
     for k in _BUCKETS:
         m = (side > lo) & (side <= k)
@@ -133,33 +143,41 @@ def _visible_faces(verts: Tensor, faces: Tensor, H: int, W: int, K: Tensor, znea
         idx = m.nonzero().squeeze(1)
         oy, ox = torch.meshgrid(torch.arange(k, device=dev), torch.arange(k, device=dev), indexing="ij")
         ox, oy = ox.reshape(1, -1), oy.reshape(1, -1)
-        # process in chunks so k*k*faces stays bounded
-        per = max(1, _CHUNK // (k * k))
+        per = max(1, _CHUNK // (k * k))  # bounded memory
         for s in range(0, idx.numel(), per):
             j = idx[s:s + per]
             valid = (ox < bw[j, None]) & (oy < bh[j, None])
-            px = x0[j, None] + ox
-            py = y0[j, None] + oy
-            test(sel[j] - batch_of[j] * Fn, px, py, valid, consts[j], batch_of[j])
+            test(sel[j] - batch_of[j] * Fn, x0[j, None] + ox, y0[j, None] + oy, valid, consts[j], batch_of[j])
+    # larger boxes: scan lines. Each row of the box gets the exact x-span of the triangle, so long
+    # thin triangles (steep surfaces seen at an angle) cost their area, not their bounding box.
     big = (side > lo).nonzero().squeeze(1)
     if big.numel():
+        us, vs = uf[sel], vf[sel]
         cnt = bw[big] * bh[big]
         start = 0
         while start < big.numel():
-            # greedy chunk of faces whose candidate total stays under _CHUNK (at least one face)
             csum = torch.cumsum(cnt[start:], 0)
-            n = max(1, int((csum <= _CHUNK).sum()))
+            n = max(1, int((csum <= _CHUNK).sum()))  # faces whose boxes fit in one chunk (≥ 1)
             j = big[start:start + n]
-            c_j = cnt[start:start + n]
             start += n
-            rep = torch.repeat_interleave(torch.arange(n, device=dev), c_j)
-            first = torch.cumsum(c_j, 0) - c_j
-            local = torch.arange(int(c_j.sum()), device=dev) - first[rep]
-            jj = j[rep]
-            px = (x0[jj] + local % bw[jj]).unsqueeze(1)
-            py = (y0[jj] + local // bw[jj]).unsqueeze(1)
-            valid = torch.ones_like(px, dtype=torch.bool)
-            test(sel[jj] - batch_of[jj] * Fn, px, py, valid, consts[jj], batch_of[jj])
+            rep, row = _expand(bh[j])
+            jr = j[rep]
+            y = y0[jr] + row
+            ua, va = us[jr], vs[jr]
+            ub, vb = ua.roll(-1, 1), va.roll(-1, 1)
+            t = (y.to(ua.dtype).unsqueeze(1) - va) / (vb - va)  # where the row crosses each edge
+            crosses = (t >= -1e-6) & (t <= 1 + 1e-6)  # nan/inf (edges along the row) never cross
+            x = ua + t.clamp(0, 1) * (ub - ua)
+            xl = torch.where(crosses, x, torch.full_like(x, float("inf"))).amin(1)
+            xr = torch.where(crosses, x, torch.full_like(x, -float("inf"))).amax(1)
+            hit = torch.isfinite(xl) & torch.isfinite(xr)
+            cx0 = torch.where(hit, (xl - _SPAN_SLACK).ceil(), torch.zeros_like(xl)).clamp(0, W - 1).long()
+            cx1 = torch.where(hit, (xr + _SPAN_SLACK).floor(), torch.full_like(xr, -1)).clamp(-1, W - 1).long()
+            rep2, col = _expand((cx1 - cx0 + 1).clamp_min(0))
+            f = jr[rep2]
+            px = (cx0[rep2] + col).unsqueeze(1)
+            py = y[rep2].unsqueeze(1)
+            test(sel[f] - batch_of[f] * Fn, px, py, torch.ones_like(px, dtype=torch.bool), consts[f], batch_of[f])
 
     p2f = torch.full((B * H * W,), -1, dtype=torch.long, device=dev)
     if not keys:
@@ -184,8 +202,9 @@ def _bary_at_pixels(verts: Tensor, faces: Tensor, pix_to_face: Tensor, K: Tensor
     pix = (flat >= 0).nonzero().squeeze(1)
     bary = verts.new_zeros(B * H * W, 3)
     zbuf = verts.new_zeros(B * H * W)
-    if pix.numel() == 0:
-        return bary.view(B, H, W, 3), zbuf.view(B, H, W)
+    if pix.numel() == 0:  # nothing drawn: zeros, still attached to the graph so backward() works
+        tie = verts.sum() * 0.0
+        return bary.view(B, H, W, 3) + tie, zbuf.view(B, H, W) + tie
     b = pix // (H * W)
     py = ((pix // W) % H).to(verts.dtype)
     px = (pix % W).to(verts.dtype)
