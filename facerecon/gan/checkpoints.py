@@ -247,10 +247,9 @@ def load_w_encoder(path: str | Path, n_styles: int, style_dim: int) -> nn.Module
     state = ckpt.get("state_dict")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: not a W-encoder checkpoint (needs 'state_dict')")
-    kind = str(_opt(opts, "encoder_type", "WEncoder"))
-    if kind != "WEncoder":
-        raise CheckpointError(f"{path}: encoder_type {kind!r}, expected 'WEncoder'")
-    cfg = _encoder_config(opts, ckpt, kind, n_styles, style_dim, path)
+    # HyperStyle builds this file as a WEncoder whatever its opts say (w_encoder_type); the key check
+    # below is what tells a wrong file apart
+    cfg = _encoder_config(opts, ckpt, "WEncoder", n_styles, style_dim, path)
     with torch.device("meta"):
         enc = build_encoder(cfg)
     enc = enc.to_empty(device="cpu")

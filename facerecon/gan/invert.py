@@ -49,14 +49,13 @@ def hyperstyle_invert(model: HyperStyleModel, x: torch.Tensor, iterations: int,
     y = model.decoder.synthesis(codes, None, "const")
     history = [float(_mse(y, x_in, size))]
     deltas: Deltas | None = None
-    for _ in range(iterations):
+    for it in range(iterations):
         out = model.hypernet(torch.cat([x_in, resize(y, size)], dim=1))
         deltas = add_deltas(deltas, out)
+        if it == iterations - 1 and round_deltas is not None:
+            deltas = round_deltas(deltas)  # render with the offsets exactly as they will be stored
         y = model.decoder.synthesis(codes, deltas, "const")
         history.append(float(_mse(y, x_in, size)))
-    if deltas is not None and round_deltas is not None:
-        deltas = round_deltas(deltas)
-        y = model.decoder.synthesis(codes, deltas, "const")
     return Inversion(latent=codes, image=y, weights_deltas=deltas, history=history)
 
 
