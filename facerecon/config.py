@@ -212,6 +212,20 @@ class SynthParams:
     image_size: int = opt(64, min=16, max=512)
     max_yaw: float = opt(60.0, min=0.0, max=90.0)
     max_pitch: float = opt(15.0, min=0.0, max=90.0)
+    max_roll: float = opt(5.0, min=0.0, max=90.0, help="in-plane head tilt range, degrees")
+    max_translation: float = opt(0.008, min=0.0, max=0.05, help="x/y shift range (depth units; image "
+                                 "half-width at depth 1 is tan(fov/2) ≈ 0.087)")
+    fov: float = opt(10.0, min=1.0, max=120.0, help="camera field of view, degrees (Unsup3D: 10)")
+    min_depth: float = opt(0.9, min=0.01, max=100.0, help="face depth range; background depth = max_depth")
+    max_depth: float = opt(1.1, min=0.01, max=100.0)
+    min_ambient: float = opt(0.25, min=0.0, max=1.0, help="Lambertian light ranges, inside Unsup3D's "
+                             "model ranges (ambient, diffuse in [0, 1], direction (dx, dy, 1))")
+    max_ambient: float = opt(0.65, min=0.0, max=1.0)
+    min_diffuse: float = opt(0.35, min=0.0, max=1.0)
+    max_diffuse: float = opt(0.75, min=0.0, max=1.0)
+    max_light_xy: float = opt(0.8, min=0.0, max=1.0, help="|dx|, |dy| of the light direction")
+    supersample: int = opt(2, min=1, max=4, help="images rendered at this multiple and box-filtered")
+    workers: int = opt(1, min=1, max=64, help="render processes (the data do not depend on it)")
     seed: int = opt(0, min=0)
     out_dir: str = opt("data/synth")
 
