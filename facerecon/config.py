@@ -253,6 +253,8 @@ class EvaluateParams:
     finetune_steps: int = opt(20, min=0)
     seed: int = opt(0, min=0)
     out_dir: str = opt("reports")
+    dataset_path: str = opt("data/synth", help="synthetic set root; faces 0..n_faces-1 of its test split are scored")
+    batch_size: int = opt(100, min=1, max=4096, help="images per predict_depth call")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from facerecon.errors import ConfigError, DatasetError
 from facerecon.geometry.camera import view_transform
 from facerecon.geometry.mesh import grid_faces, normals_from_depth
 from facerecon.io.atomic import atomic_save, atomic_write_text
-from facerecon.render import rasterize, sample_texture
+from facerecon.render import Fragments, rasterize, sample_texture
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,7 @@ def view_vectors(rp: dict[str, np.ndarray]) -> Tensor:
 def canonical_image(albedo: Tensor, depth_full: Tensor, rp: dict[str, np.ndarray], fov: float) -> Tensor:
     """Unsup3D's canonical image: albedo · (ambient + diffuse · max(0, n·l)), (B, 3, T, T) in [0, 1]."""
     n = normals_from_depth(depth_full.float(), fov, toward_camera=False)  # Unsup3D orientation
-    light = torch.as_tensor(np.stack([rp["light_dx"], rp["light_dy"], np.ones_like(rp["light_dx"])], 1),
-                            dtype=torch.float32)
-    light = light / light.norm(dim=1, keepdim=True)
-    cos = (n * light.view(-1, 1, 1, 3)).sum(-1).clamp(min=0.0)
-    amb = torch.as_tensor(rp["ambient"], dtype=torch.float32).view(-1, 1, 1)
-    dif = torch.as_tensor(rp["diffuse"], dtype=torch.float32).view(-1, 1, 1)
-    shading = (amb + dif * cos).unsqueeze(1)
-    return (albedo * shading.float()).clamp(0.0, 1.0)
+    return (albedo * lambert(n, rp).unsqueeze(1)).clamp(0.0, 1.0)
 
 
 def background(rp: dict[str, np.ndarray], size: int) -> Tensor:
@@ -122,32 +115,43 @@ def background(rp: dict[str, np.ndarray], size: int) -> Tensor:
     return img.clamp(0.0, 1.0)
 
 
-def render_faces(verts_canon: Tensor, keep: Tensor, uv: Tensor, canon_im: Tensor, view: Tensor, bg: Tensor,
-                 image_size: int, *, fov: float, max_depth: float,
+def render_views(verts_canon: Tensor, tri: Tensor, keep: Tensor | None, colour: Callable[[Fragments], Tensor],
+                 view: Tensor, bg: Tensor, image_size: int, *, fov: float, max_depth: float,
                  supersample: int = 2) -> tuple[Tensor, Tensor, Tensor]:
-    """Render canonical grid meshes into views → image (B, 3, S, S) in [0, 1], depth (B, S, S), mask (B, S, S).
+    """Render canonical meshes into views → image (B, 3, S, S) in [0, 1], depth (B, S, S), mask (B, S, S).
 
-    ``verts_canon`` (B, R*R, 3) are the canonical-frame vertices of an R×R grid mesh, ``keep``
-    (B, R*R) bool the vertices on the face (triangles touching another one are dropped by
-    moving it behind the camera), ``uv`` (B, R*R, 2) their coordinates in the canonical image
-    ``canon_im`` (B, 3, T, T); ``bg`` (B, 3, S·ss, S·ss) is composited behind.
+    ``verts_canon`` (B, V, 3) are canonical-frame vertices, ``tri`` (F, 3) the shared triangles,
+    ``keep`` (B, V) bool the vertices on the face or None (triangles touching another vertex
+    are dropped by moving it behind the camera). ``colour(fragments)`` gives the surface colour
+    (B, 3, H, W) at the ``supersample``× resolution (texture lookup or vertex colours);
+    ``bg`` (B, 3, S·ss, S·ss) is composited behind. Depth and mask come from a second
+    rasterization at the output size, exact at the pixel centres.
     """
-    B, V, _ = verts_canon.shape
-    R = int(round(math.sqrt(V)))
     verts = view_transform(verts_canon.float(), view.float())
-    verts = torch.where(keep.unsqueeze(-1), verts, verts.new_tensor([0.0, 0.0, -1.0]))  # behind znear
-    tri = grid_faces(R, R)
-    hi = image_size * supersample
-    frag_hi = rasterize(verts, tri, hi, fov_deg=fov)
-    rgb, m_hi = sample_texture(frag_hi, tri, uv.float(), canon_im.float())
-    m = m_hi.unsqueeze(1).float()
-    img = rgb * m + bg * (1.0 - m)
+    if keep is not None:
+        verts = torch.where(keep.unsqueeze(-1), verts, verts.new_tensor([0.0, 0.0, -1.0]))  # behind znear
+    frag_hi = rasterize(verts, tri, image_size * supersample, fov_deg=fov)
+    m = frag_hi.mask.unsqueeze(1).float()
+    img = colour(frag_hi) * m + bg * (1.0 - m)
     if supersample > 1:
         img = F.avg_pool2d(img, supersample)
     frag = rasterize(verts, tri, image_size, fov_deg=fov)
     mask = frag.mask
     depth = torch.where(mask, frag.zbuf, frag.zbuf.new_tensor(max_depth))
     return img.clamp(0.0, 1.0), depth, mask
+
+
+def lambert(normals: Tensor, rp: dict[str, np.ndarray]) -> Tensor:
+    """Unsup3D shading ``ambient + diffuse · max(0, n·l)``, ``l = (dx, dy, 1)/‖·‖``, for normals
+    (B, ..., 3) in Unsup3D's orientation (n_z > 0 facing the camera) → (B, ...)."""
+    light = torch.as_tensor(np.stack([rp["light_dx"], rp["light_dy"], np.ones_like(rp["light_dx"])], 1),
+                            dtype=normals.dtype)
+    light = light / light.norm(dim=1, keepdim=True)
+    shape = (-1,) + (1,) * (normals.dim() - 2)
+    cos = (normals * light.view(*shape, 3)).sum(-1).clamp(min=0.0)
+    amb = torch.as_tensor(rp["ambient"], dtype=normals.dtype).view(shape)
+    dif = torch.as_tensor(rp["diffuse"], dtype=normals.dtype).view(shape)
+    return amb + dif * cos
 
 
 def face_mesh(fp: dict[str, np.ndarray], mask: Tensor, depth: Tensor, fov: float, min_depth: float,
@@ -192,24 +196,36 @@ def render_from_params(fp: dict[str, np.ndarray], rp: dict[str, np.ndarray],
     depth_c = torch.where(mask_c, full[:, ::ss, ::ss], full.new_tensor(params.max_depth))
     verts, uv = face_mesh(fp, mask_c, depth_c, fov, params.min_depth, params.max_depth)
     canon = canonical_image(albedo, full, rp, fov)
-    bg = background(rp, S * ss)
-    img, depth, mask = render_faces(verts, mask_c.reshape(len(verts), -1), uv, canon, view_vectors(rp), bg, S,
-                                    fov=fov, max_depth=params.max_depth, supersample=ss)
-    # a visible surface point farther than the background value would be read as background by
-    # Unsup3D's mask rule (depth < max); keep it just in front
-    face_far = params.max_depth - 1e-4
-    clamped = int((mask & (depth > face_far)).sum())
-    depth = torch.where(mask, depth.clamp(max=face_far), depth)
-    out = {
-        "images": (img.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8),
-        "depth": depth.numpy().astype(np.float32),
-        "mask": mask.numpy(),
-        "canon_depth": depth_c.numpy().astype(np.float32),
-        "clamped": np.array(clamped),
-    }
+    tri = grid_faces(S, S)
+
+    def colour(frag: Fragments) -> Tensor:
+        return sample_texture(frag, tri, uv, canon)[0]
+
+    img, depth, mask = render_views(verts, tri, mask_c.reshape(len(verts), -1), colour, view_vectors(rp),
+                                    background(rp, S * ss), S, fov=fov, max_depth=params.max_depth,
+                                    supersample=ss)
+    out = finish_batch(img, depth, mask, params.max_depth)
+    out["canon_depth"] = depth_c.numpy().astype(np.float32)
     out.update({f"face/{k}": np.asarray(v) for k, v in fp.items()})
     out.update({f"render/{k}": np.asarray(v) for k, v in rp.items()})
     return out
+
+
+def finish_batch(img: Tensor, depth: Tensor, mask: Tensor, max_depth: float) -> dict[str, np.ndarray]:
+    """Rendered tensors → stored arrays (uint8 images; face depth kept just below the background).
+
+    A visible surface point at or beyond the background depth would be read as background by
+    Unsup3D's mask rule (depth < max); such pixels are pulled just in front and counted.
+    """
+    face_far = max_depth - 1e-4
+    clamped = int((mask & (depth > face_far)).sum())
+    depth = torch.where(mask, depth.clamp(max=face_far), depth)
+    return {
+        "images": (img.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8),
+        "depth": depth.numpy().astype(np.float32),
+        "mask": mask.numpy(),
+        "clamped": np.array(clamped),
+    }
 
 
 # --------------------------------------------------------------------------- file output
