@@ -176,9 +176,12 @@ def entry() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # The ephemeral Prefect server may print CancelledError tracebacks while shutting down at exit;
-    # everything is written and flushed by now, so leave without running those exit hooks.
-    os._exit(code)
+    # At exit the ephemeral Prefect server shuts down and may print 'Error flushing events' with
+    # CancelledError tracebacks. Everything of ours is written and flushed by now, so send what
+    # the exit hooks print to /dev/null, but let them run (they stop the server process).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
