@@ -23,7 +23,9 @@ STAGE_ORDER = ["align", "invert", "pose_sweep", "dreambooth", "profile", "ae_opt
 
 def _quiet_environment(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Prefect logs every failed task with its traceback; a user's bad photo is already one line in
+    # the summary and the manifest, so the console shows Prefect's logs only with --verbose.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -189,6 +189,7 @@ def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tup
               workers: int = 1, dask_address: str | None = None, endpoint_url: str | None = None) -> dict:
     """Entry point used by the CLI and tests: load params (errors before any work), pick the runner."""
     params = load_params(params_file, overrides)
+    check_backends_ready(params)  # before Prefect starts: a missing file is one line, no traceback
     flow_fn = reconstruct_batch
     if workers > 1 or dask_address:
         from prefect_dask import DaskTaskRunner
