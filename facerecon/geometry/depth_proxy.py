@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.interpolate import CloughTocher2DInterpolator
+from scipy.interpolate import LinearNDInterpolator
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from facerecon.align import head_rotation
@@ -35,6 +35,20 @@ def frontalize_landmarks(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return front.astype(np.float32), rot
 
 
+INNER_LIPS = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
+
+
+def _recess_mouth(depth: np.ndarray, lm: np.ndarray, size: int, amount: float) -> np.ndarray:
+    """Push the inside of the lips back: the landmarks have no points there, so the interpolant
+    spans an open mouth at lip depth and the teeth would stick out in side views."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(img).polygon([tuple(map(float, lm[i, :2])) for i in INNER_LIPS], fill=255)
+    inside = gaussian_filter(np.asarray(img, np.float64) / 255.0, 1.0)
+    return depth + amount * inside
+
+
 def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, center_depth: float = 1.0,
                    background_depth: float | None = None, falloff: float = 0.6,
                    smooth_sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,10 +62,11 @@ def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, cente
     lm = landmarks.astype(np.float64)
     z = lm[:, 2] / f
     z = z - np.median(z) + center_depth
-    interp = CloughTocher2DInterpolator(lm[:, :2], z)
+    interp = LinearNDInterpolator(lm[:, :2], z)  # cubic overshoots at the hull's sliver triangles
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     depth = interp(xs, ys)
     hull = np.isfinite(depth)
+    depth = _recess_mouth(depth, lm, size, 0.04 * float(np.ptp(lm[:, 0])) / f)
     face_w = float(np.ptp(lm[:, 0])) or float(size)
     if background_depth is None:
         background_depth = float(np.nanmax(depth)) + 0.35 * face_w / f
