@@ -211,7 +211,7 @@ def head_rotation(landmarks: np.ndarray) -> np.ndarray:
     forehead to chin, z = x × y (away from the camera). Orthonormalised with x kept exact.
     """
     lm = landmarks.astype(np.float64)
-    x = np.mean([lm[r] - lm[l] for l, r in SYMMETRIC_PAIRS], axis=0)
+    x = np.mean([lm[right] - lm[left] for left, right in SYMMETRIC_PAIRS], axis=0)
     y = lm[CHIN] - lm[FOREHEAD]
     x /= np.linalg.norm(x) + 1e-12
     # the forehead-chin line of an upright face leans back at the top (chin forward): undo that

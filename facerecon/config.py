@@ -352,7 +352,7 @@ def build(cls: type, data: Any, prefix: str = "") -> Any:
         kwargs[name] = value
     obj = cls(**kwargs)
     # lists: frozen dataclasses must stay hashable -> store tuples
-    for name, f in fields.items():
+    for name in fields:
         if hints[name] is list and isinstance(getattr(obj, name), list):
             object.__setattr__(obj, name, tuple(getattr(obj, name)))
     _cross_checks(obj, prefix)

@@ -16,8 +16,17 @@ import numpy as np
 
 from facerecon.config import Params, section_hash
 from facerecon.errors import MissingWeightsError
-from facerecon.stages.workspace import (StageOut, load_face, load_png, load_views, run_cached, save_json,
-                                        save_npy, save_png, stage_key)
+from facerecon.stages.workspace import (
+    StageOut,
+    load_face,
+    load_png,
+    load_views,
+    run_cached,
+    save_json,
+    save_npy,
+    save_png,
+    stage_key,
+)
 
 VERSION = "1"
 log = logging.getLogger(__name__)

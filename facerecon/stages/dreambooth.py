@@ -7,8 +7,7 @@ from pathlib import Path
 from facerecon.config import Params
 from facerecon.stages.base import AlignedFace, DreamboothResult, View
 from facerecon.stages.runtime import backend
-from facerecon.stages.workspace import (StageOut, load_face, load_views, run_cached, save_json,
-                                        stage_key)
+from facerecon.stages.workspace import StageOut, load_face, load_views, run_cached, save_json, stage_key
 
 VERSION = "1"
 

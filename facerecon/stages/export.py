@@ -14,8 +14,18 @@ import numpy as np
 
 from facerecon.config import Params, section_hash, to_dict
 from facerecon.post.detail import detail_texture
-from facerecon.stages.workspace import (StageOut, load_json, load_npy, load_png, load_views, run_cached, save_json,
-                                        save_npy, save_png, stage_key)
+from facerecon.stages.workspace import (
+    StageOut,
+    load_json,
+    load_npy,
+    load_png,
+    load_views,
+    run_cached,
+    save_json,
+    save_npy,
+    save_png,
+    stage_key,
+)
 
 VERSION = "1"
 RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}

@@ -15,7 +15,15 @@ from facerecon.errors import NoFaceError
 from facerecon.geometry.depth_proxy import frontalize_landmarks, landmark_depth
 from facerecon.stages.base import AlignedFace, InvertResult
 from facerecon.stages.runtime import backend
-from facerecon.stages.workspace import StageOut, load_face, run_cached, save_inverted, save_npy, save_png, stage_key
+from facerecon.stages.workspace import (
+    StageOut,
+    load_face,
+    run_cached,
+    save_inverted,
+    save_npy,
+    save_png,
+    stage_key,
+)
 
 VERSION = "1"
 log = logging.getLogger(__name__)

@@ -20,8 +20,17 @@ from facerecon.geometry.depth_proxy import focal_px, frontalize_landmarks, landm
 from facerecon.geometry.frontalize import frontal_texture, symmetry_axis
 from facerecon.stages.base import AlignedFace, InvertResult, View
 from facerecon.stages.runtime import backend
-from facerecon.stages.workspace import (StageOut, load_face, load_inverted, run_cached, save_npy, save_png,
-                                        save_views, stage_key, view_summary)
+from facerecon.stages.workspace import (
+    StageOut,
+    load_face,
+    load_inverted,
+    run_cached,
+    save_npy,
+    save_png,
+    save_views,
+    stage_key,
+    view_summary,
+)
 
 VERSION = "1"
 

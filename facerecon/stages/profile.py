@@ -12,8 +12,15 @@ from facerecon.stages.base import AlignedFace, DreamboothResult, InvertResult, V
 from facerecon.stages.dreambooth import load_dreambooth
 from facerecon.stages.pose_sweep import frontal_face, render_yaw
 from facerecon.stages.runtime import backend
-from facerecon.stages.workspace import (StageOut, load_face, load_inverted, run_cached, save_views, stage_key,
-                                        view_summary)
+from facerecon.stages.workspace import (
+    StageOut,
+    load_face,
+    load_inverted,
+    run_cached,
+    save_views,
+    stage_key,
+    view_summary,
+)
 
 VERSION = "1"
 
