@@ -206,7 +206,8 @@ class AeModelParams:
 class SynthParams:
     source: str = opt("synthetic", choices=("synthetic", "bfm2009", "bfm2017"))
     bfm_path: str = opt("", help="path to a Basel Face Model file for the bfm sources")
-    n_train: int = opt(20000, min=1, max=10_000_000)
+    n_train: int = opt(10000, min=1, max=10_000_000, help="10k: synth ≈ 2–4 min and ≥ 20 AE epochs in the "
+                       "60-min pretraining budget on 2 CPU cores")
     n_val: int = opt(500, min=1, max=1_000_000)
     n_test: int = opt(1000, min=1, max=1_000_000)
     image_size: int = opt(64, min=16, max=512)

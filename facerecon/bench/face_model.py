@@ -276,7 +276,7 @@ def _depth_field(p: dict[str, Tensor], x: Tensor, y: Tensor, min_depth: float,
     fade = _smoothstep(0.0, 0.25, inside)
     relief = p["relief"] * cap + fade * (relief - p["relief"] * cap)
 
-    d0 = 1.0 + 0.6 * p["relief"] * p["cap"]
+    d0 = 1.004 + 0.6 * p["relief"] * p["cap"]  # nearest view depth stays ≥ 0.9 at ±60° yaw
     return (d0 - relief).clamp(min_depth + 0.002, max_depth - 0.002), inside
 
 

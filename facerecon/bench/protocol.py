@@ -191,29 +191,30 @@ def _fixed_map(depth: np.ndarray) -> Predictor:
     return predict
 
 
+def _masked_mean_map(depth: np.ndarray, background: float) -> np.ndarray:
+    """Per-pixel mean over the maps whose face covers the pixel; uncovered pixels get the map's
+    farthest value, so the average face has no cliff down to the background depth (a cliff
+    would make the baseline worse than a flat map for reasons that have nothing to do with shape)."""
+    cover = depth < background
+    count = cover.sum(0)
+    mean = np.where(cover, depth, 0.0).sum(0) / np.maximum(count, 1)
+    far = mean[count > 0].max() if (count > 0).any() else background
+    return np.where(count > 0, mean, far)
+
+
 def mean_depth_predictor(train_dir: str | Path, max_items: int = 5000) -> Predictor:
-    """Unsup3D's "average g.t. depth": the per-pixel mean of the training set's view depth maps
-    (background included at its depth), the same map for every image."""
+    """The average ground-truth view depth of the training set (Unsup3D's "average g.t. depth"
+    baseline), averaged over the faces covering each pixel; the same map for every image."""
     ds = SynthDataset(train_dir)
     n = min(len(ds), max_items)
-    return _fixed_map(np.asarray(ds.depth[:n], dtype=np.float64).mean(0))
+    return _fixed_map(_masked_mean_map(np.asarray(ds.depth[:n], dtype=np.float64), ds.camera["max_depth"]))
 
 
 def mean_shape_predictor(train_dir: str | Path, max_items: int = 5000) -> Predictor:
-    """The average frontal (canonical) face shape of the training set: pose-blind mean shape.
-
-    Per pixel, the mean canonical depth over the faces covering it; pixels covered by fewer
-    than half the faces are left at the background depth.
-    """
+    """The average frontal (canonical) face of the training set: a pose-blind mean shape."""
     ds = SynthDataset(train_dir, canonical=True)
     n = min(len(ds), max_items)
-    canon = np.asarray(ds.canon[:n], dtype=np.float64)
-    bg = ds.camera["max_depth"]
-    cover = canon < bg
-    total = np.where(cover, canon, 0.0).sum(0)
-    count = cover.sum(0)
-    mean = np.where(count >= max(1, n // 2), total / np.maximum(count, 1), bg)
-    return _fixed_map(mean)
+    return _fixed_map(_masked_mean_map(np.asarray(ds.canon[:n], dtype=np.float64), ds.camera["max_depth"]))
 
 
 def baseline_predictors(train_dir: str | Path) -> dict[str, Predictor]:

@@ -286,6 +286,9 @@ def write_split(split_dir: Path, batches: list[dict[str, np.ndarray]], meta: dic
     """Concatenate rendered batches and write one split's files (atomically, meta.json last)."""
     cat = {k: np.concatenate([b[k] for b in batches]) if batches[0][k].ndim else None for k in batches[0]}
     split_dir.mkdir(parents=True, exist_ok=True)
+    # meta.json is written last and removed first: a split interrupted mid-write has none, and
+    # SynthDataset refuses it instead of pairing old metadata with new arrays
+    (split_dir / "meta.json").unlink(missing_ok=True)
     paths = {}
     for key in ("images", "depth", "mask", "canon_depth"):
         paths[key] = split_dir / f"{key}.npy"
@@ -323,6 +326,7 @@ def make_synth_dataset(params: SynthParams, progress: bool = True, *,
     check_params(params)
     out = Path(params.out_dir)
     pdict = to_dict(params)
+    recorded = {k: v for k, v in pdict.items() if k != "workers"}  # the data do not depend on it
     dirs: dict[str, Path] = {}
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(params.workers) if params.workers > 1 else None
@@ -346,7 +350,7 @@ def make_synth_dataset(params: SynthParams, progress: bool = True, *,
                 bar.close()
             meta = {"dataset": "facerecon-synth", "version": DATASET_VERSION,
                     "face_model_version": face_model.PARAM_VERSION, "split": split, "seed": params.seed,
-                    "params": pdict, "background_depth": params.max_depth,
+                    "params": recorded, "background_depth": params.max_depth,
                     "conventions": "facerecon.geometry.camera; depth = camera Z; mask = rendered coverage"}
             dirs[split] = write_split(out / split, batches, meta)["meta"].parent
             log.info("synth %s: %d images in %s", split, n, dirs[split])
