@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +60,7 @@ def test_aggregate_is_mean_and_std_over_subgroup_means():
         protocol.aggregate(per_image, np.array([[[0, 7]]]))
 
 
-def test_protocol_end_to_end_with_baselines_and_an_oracle(synth_root):
+def test_protocol_end_to_end_with_baselines_and_an_oracle(synth_root, tmp_path):
     test = SynthDataset(synth_root / "test")
     gt = torch.from_numpy(np.array(test.depth))
     calls = {"n": 0}
@@ -82,6 +84,11 @@ def test_protocol_end_to_end_with_baselines_and_an_oracle(synth_root):
     assert md.count("\n") == 2 + len(variants) and "SIDE ×10⁻² (Unsup3D)" in md and "eq. 6.2" in md
     summary = protocol.summary_metrics(table)
     assert summary["oracle"]["side"] == 0 and "mad_exact_std" in summary["constant"]
+    paths = protocol.write_results(per_image, table, tmp_path / "reports")
+    assert pd.read_parquet(paths["per_image"]).equals(per_image)
+    assert json.loads(paths["metrics"].read_text()) == summary
+    assert "1e-7" in paths["markdown"].read_text() and sorted(p.name for p in (tmp_path / "reports").iterdir()) == \
+        sorted(p.name for p in paths.values())
 
 
 def test_the_test_split_must_hold_the_faces(synth_root):
