@@ -15,11 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from flows.cli import main
-
 # The offline `ae_optimize` stage needs the Unsup3D autoencoder package; until it is in the tree and
 # wired into the stage, the end-to-end run stops at that stage, so these tests wait for it.
 from facerecon.stages.ae_optimize import AE_PACKAGE_WIRED  # noqa: E402
+from flows.cli import main
 
 if not AE_PACKAGE_WIRED:
     pytest.skip("facerecon.ae (Unsup3D autoencoder) not yet built and wired into ae_optimize",
