@@ -31,7 +31,7 @@ from facerecon.stages.workspace import (
 VERSION = "1"
 # This stage was written against the planned facerecon.ae API before that package existed; it is
 # set True once the package is in the tree and this stage has been run end to end against it.
-AE_PACKAGE_WIRED = False
+AE_PACKAGE_WIRED = True
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _MODELS: dict[str, tuple] = {}

@@ -8,6 +8,7 @@ an S3 upload with a completion marker written last), so DST never holds half a f
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
     key = key_export(stages, params, root, photo)
 
     def body(d: Path) -> dict:
+        t_export = time.perf_counter()
         p = params.export
         fov = params.ae_model.fov
         depth = load_npy(stages["correct"].path / "depth.npy")
@@ -75,6 +77,7 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
         views.sort(key=lambda v: v.yaw)
         save_png(d / "views.png", ex.contact_sheet([v.image for v in views], [f"{v.yaw:+.0f}°" for v in views]))
         timings = {s: round(o.seconds, 3) for s, o in stages.items()}
+        timings["export"] = round(time.perf_counter() - t_export, 3)  # all but writing result.json itself
         result = {
             "photo": photo,
             "stages": {s: {"key": o.key, "seconds": round(o.seconds, 3), "cached": o.cached, "summary": o.summary}

@@ -1,0 +1,69 @@
+"""Fine-tuning the pretrained autoencoder on one face's views (the thesis's per-face step).
+
+The thesis fine-tunes Unsup3D on the images generated for one person (the pose sweep and the
+±90° profiles). Here every view is explained by the canonical depth and albedo predicted from
+the *front* image, while light, viewpoint and confidence are predicted per view: the extra
+views then constrain exactly the shape the front image is reconstructed with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from facerecon.ae.losses import perceptual_features, reconstruction_loss
+from facerecon.ae.model import decompose, predict
+from facerecon.ae.networks import AeNets
+from facerecon.config import AeModelParams, Params
+
+__all__ = ["FinetuneResult", "finetune_on_views", "predict"]
+
+
+@dataclass
+class FinetuneResult:
+    steps: int
+    first_loss: float
+    final_loss: float
+    perceptual: str
+
+
+def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int,
+                      lr: float, batch_size: int, perceptual: str = "auto", seed: int = 0,
+                      progress: Callable[[str, float], None] | None = None, params: Params | None = None,
+                      include_front: bool = True) -> FinetuneResult:
+    """Fine-tune ``nets`` in place. ``front`` (3, S, S) and ``views`` (N, 3, S, S) in [0, 1].
+
+    Each step draws ``batch_size`` views (the front image is always one of them when
+    ``include_front``) and minimises Unsup3D's reconstruction loss with the front's canonical
+    depth/albedo shared by all of them.
+    """
+    lam_perc = params.ae_optimize.lam_perc if params else 1.0
+    lam_flip = params.ae_optimize.lam_flip if params else 0.5
+    vgg_name = params.ae_optimize.vgg16_weights if params else "vgg16.pth"
+    features, kind = perceptual_features(perceptual, vgg_name)
+    pool = torch.cat([front[None], views], 0) if include_front else views
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(nets.parameters(), lr=lr, betas=(0.9, 0.999))
+    nets.train()
+    first = final = float("nan")
+    for step in range(steps):
+        k = min(batch_size, len(pool))
+        idx = torch.randperm(len(pool), generator=gen)[:k]
+        if include_front and 0 not in idx:
+            idx[0] = 0
+        batch = pool[idx]
+        dec = decompose(nets, model_params, batch, canon_images01=front[None])
+        loss, parts = reconstruction_loss(dec, batch, features, lam_perc=lam_perc, lam_flip=lam_flip)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        final = parts["total"]
+        if step == 0:
+            first = final
+        if progress is not None:
+            progress("ae_optimize", (step + 1) / steps)
+    nets.eval()
+    return FinetuneResult(steps=steps, first_loss=first, final_loss=final, perceptual=kind)
