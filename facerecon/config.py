@@ -240,11 +240,14 @@ class PretrainParams:
     batch_size: int = opt(64, min=1, max=4096)
     lr: float = opt(1e-4, min=1e-8, max=1.0)
     supervised: bool = opt(False, help="train depth with ground truth (the upper-bound variant)")
-    max_minutes: float = opt(55.0, min=0.0, help="stop (resumably) after this wall time; 0 = no limit")
+    max_minutes: float = opt(45.0, min=0.0, help="stop (resumably) after this wall time; 0 = no limit")
     perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
                           help="perceptual loss features, as ae_optimize.perceptual")
     out: str = opt("models/ae_synth.pt")
     seed: int = opt(0, min=0)
+    supervised_out: str = opt("models/ae_synth_supervised.pt",
+                              help="the benchmark's upper bound: the same networks trained with ground-truth depth")
+    supervised_minutes: float = opt(12.0, min=0.0, help="wall-time budget of the supervised run; 0 = do not train it")
 
 
 @dataclass(frozen=True)
@@ -254,11 +257,27 @@ class EvaluateParams:
     subgroup_size: int = opt(100, min=1)
     repeats: int = opt(10, min=1)
     variants: list = opt(["constant", "mean_shape", "ae_only", "ae_profile", "ae_sweep", "full", "supervised"])
-    finetune_steps: int = opt(20, min=0)
+    finetune_steps: int = opt(4, min=0, help="per-face fine-tuning steps of the pipeline variants")
+    finetune_batch_size: int = opt(4, min=1, max=64, help="views per fine-tuning step of the pipeline variants")
+    workers: int = opt(2, min=1, max=256, help="processes for the per-face pipeline variants (results do not "
+                       "depend on it)")
     seed: int = opt(0, min=0)
     out_dir: str = opt("reports")
     dataset_path: str = opt("data/synth", help="synthetic set root; faces 0..n_faces-1 of its test split are scored")
     batch_size: int = opt(100, min=1, max=4096, help="images per predict_depth call")
+
+
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
+
+
+@dataclass(frozen=True)
+class InputParams:
+    """Limits every input photo is checked against before it is decoded (facerecon.io.images)."""
+
+    max_bytes: int = opt(50_000_000, min=1, help="larger files are rejected unread")
+    max_pixels: int = opt(64_000_000, min=1, max=1_000_000_000, help="width x height; guards against decompression bombs")
+    min_side: int = opt(32, min=1, max=4096, help="images with a shorter side are rejected")
+    formats: list = opt(list(IMAGE_FORMATS), help=f"accepted decoders, a subset of {', '.join(IMAGE_FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -284,6 +303,7 @@ class Params:
     synth: SynthParams = field(default_factory=SynthParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    input: InputParams = field(default_factory=InputParams)
     cache: CacheParams = field(default_factory=CacheParams)
 
 
@@ -364,6 +384,11 @@ def build(cls: type, data: Any, prefix: str = "") -> Any:
 
 
 def _cross_checks(obj: Any, prefix: str) -> None:
+    if isinstance(obj, InputParams):
+        bad = [f for f in obj.formats if f not in IMAGE_FORMATS]
+        if bad or not obj.formats:
+            raise ConfigError(f"{prefix}formats: {bad[0] if bad else '[]'!r} is not accepted; "
+                              f"choose from {', '.join(IMAGE_FORMATS)}")
     if isinstance(obj, PoseSweepParams):
         if not obj.alpha_span_min <= obj.alpha_min < obj.alpha_max <= obj.alpha_span_max:
             raise ConfigError(

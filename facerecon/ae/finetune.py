@@ -8,6 +8,7 @@ views then constrain exactly the shape the front image is reconstructed with.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from facerecon.ae.model import decompose, predict
 from facerecon.ae.networks import AeNets
 from facerecon.config import AeModelParams, Params
 
-__all__ = ["FinetuneResult", "finetune_on_views", "predict"]
+__all__ = ["FinetuneResult", "finetune_on_views", "fit_face", "predict"]
 
 
 @dataclass
@@ -67,3 +68,16 @@ def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, 
             progress("ae_optimize", (step + 1) / steps)
     nets.eval()
     return FinetuneResult(steps=steps, first_loss=first, final_loss=final, perceptual=kind)
+
+
+def fit_face(base: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int, lr: float,
+             batch_size: int, perceptual: str = "auto", seed: int = 0,
+             progress: Callable[[str, float], None] | None = None,
+             params: Params | None = None) -> tuple[AeNets, FinetuneResult]:
+    """A copy of ``base`` fine-tuned on one face (``base`` is left untouched); the per-face step
+    of both the ``ae_optimize`` stage and the benchmark's pipeline variants."""
+    nets = copy.deepcopy(base)
+    torch.manual_seed(seed)
+    result = finetune_on_views(nets, model_params, front, views, steps=steps, lr=lr, batch_size=batch_size,
+                               perceptual=perceptual, seed=seed, progress=progress, params=params)
+    return nets, result

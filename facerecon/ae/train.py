@@ -213,7 +213,7 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
                                              mp.max_depth - mp.min_depth)
                 loss = loss + sup
                 parts["depth_l1"] = float(sup.detach())
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"pretraining diverged at step {steps} (loss {float(loss)}); lower pretrain.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()

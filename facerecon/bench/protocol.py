@@ -138,7 +138,7 @@ def markdown_table(table: pd.DataFrame, digits: dict[str, int] | None = None) ->
     """Variants × metrics as a markdown table of ``mean ± std`` with the metric labels as headers."""
     digits = digits or {"side": 3, "side_eq61": 3, "mad": 2, "mad_exact": 2, "mad_eq62": 2}
     metrics = [k for k in METRICS if k in set(table["metric"])]
-    head = "| variant | " + " | ".join(METRICS[k][0] for k in metrics) + " |"
+    head = "| variant | " + " | ".join(METRICS[k][0].replace("|", "\\|") for k in metrics) + " |"
     lines = [head, "|" + "---|" * (len(metrics) + 1)]
     for variant, part in table.groupby("variant", sort=False):
         cells = []

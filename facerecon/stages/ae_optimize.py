@@ -7,7 +7,6 @@ face's depth and primary albedo; the profile images give the side albedos `combi
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from pathlib import Path
@@ -125,7 +124,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
     def body(d: Path) -> dict:
         import torch
 
-        from facerecon.ae.finetune import finetune_on_views, predict
+        from facerecon.ae.finetune import fit_face, predict
 
         p = params.ae_optimize
         base, model_params, meta = load_ae(params)
@@ -138,12 +137,8 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         profile_views = load_views(profile.path)
         used = sweep_views + (profile_views if p.use_profiles else [])
         views = torch.stack([ae_input(v.image, p.crop, size) for v in used]) if used else front[None]
-        nets = copy.deepcopy(base)
-        torch.manual_seed(params.seed)
-        result = finetune_on_views(nets, model_params, front, views, steps=p.steps, lr=p.lr,
-                                   batch_size=p.batch_size, perceptual=p.perceptual, seed=params.seed,
-                                   progress=progress, params=params)
-        nets.eval()
+        nets, result = fit_face(base, model_params, front, views, steps=p.steps, lr=p.lr, batch_size=p.batch_size,
+                                perceptual=p.perceptual, seed=params.seed, progress=progress, params=params)
         with torch.no_grad():
             pred = predict(nets, model_params, front)
             save_npy(d / "depth.npy", _np(pred["canon_depth"]).reshape(size, size).astype(np.float32))

@@ -101,12 +101,14 @@ class ReprojectSweep:
         save_png(workdir / "frontal_texture.png", front.texture)
         save_npy(workdir / "frontal_depth.npy", front.depth)
         save_png(workdir / "frontal_mask.png", front.mask.astype(np.uint8) * 255)
-        views = []
-        for a in alphas:
-            yaw = yaw_alpha(a, span=(p.alpha_span_min, p.alpha_span_max))
-            views.append(View(image=render_yaw(front, yaw, fov, p.image_size), yaw=float(yaw),
-                              name=f"sweep_a{a:+d}", alpha=float(a)))
-        return views
+        return [View(image=render_yaw(front, yaw, fov, p.image_size), yaw=yaw, name=f"sweep_a{a:+d}", alpha=float(a))
+                for a, yaw in zip(alphas, alpha_yaws(alphas, self.params), strict=True)]
+
+
+def alpha_yaws(alphas: list[int], params: Params) -> list[float]:
+    """Yaw in degrees of each pose-sweep step α (the thesis's −10..9 span onto −90°..90°)."""
+    span = (params.pose_sweep.alpha_span_min, params.pose_sweep.alpha_span_max)
+    return [float(yaw_alpha(a, span=span)) for a in alphas]
 
 
 def sweep_alphas(params: Params) -> list[int]:

@@ -36,9 +36,13 @@ class ReprojectProfile:
                  workdir: Path) -> list[View]:
         p = self.params.profile
         front = frontal_face(face, inverted.depth, self.params.ae_model.fov)
-        return [View(image=render_yaw(front, sign * p.yaw_degrees, self.params.ae_model.fov, p.image_size),
-                     yaw=sign * p.yaw_degrees, name=name)
-                for sign, name in ((-1.0, "profile_left"), (1.0, "profile_right"))]
+        return [View(image=render_yaw(front, yaw, self.params.ae_model.fov, p.image_size), yaw=yaw, name=name)
+                for yaw, name in zip(profile_yaws(self.params), ("profile_left", "profile_right"), strict=True)]
+
+
+def profile_yaws(params: Params) -> list[float]:
+    """Yaw in degrees of the left and right profile views."""
+    return [-params.profile.yaw_degrees, params.profile.yaw_degrees]
 
 
 def key_profile(aligned_face: Path, inverted: StageOut, dreambooth: StageOut, params: Params, root: Path) -> str:

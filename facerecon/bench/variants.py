@@ -1,0 +1,215 @@
+"""The benchmark's variants (thesis Tables 6.1/6.2) as depth predictors built from the pipeline's code.
+
+Every variant maps images (N, 3, S, S) in [0, 1] to predicted view depth (N, S, S) (see
+``facerecon.bench.protocol``). The pipeline variants run, per face, what the per-face stages run:
+
+1. the pretrained AE's canonical depth and image give the frontal face (``FrontalFace``, the
+   same structure the ``reproject`` backends turn),
+2. ``pose_sweep`` / ``profile`` views are rendered from it with ``render_yaw`` at the stages'
+   yaws (``alpha_yaws``, ``profile_yaws``),
+3. the AE is fine-tuned on the face's views with ``fit_face`` (the ``ae_optimize`` step), and
+4. for ``full`` the canonical depth gets the ``correct`` stage's forehead correction
+   (``combine`` only touches albedo, which the metrics do not see),
+
+then the fine-tuned AE's view depth of the input is scored. The offline views are rendered from
+the AE's own depth, so they carry no shape information the AE did not already have; the
+thesis's views come from a GAN and a diffusion model, which do. The table shows what that costs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from facerecon.ae.finetune import fit_face
+from facerecon.ae.model import predict, render
+from facerecon.ae.networks import AeNets
+from facerecon.bench.protocol import Predictor
+from facerecon.config import AeModelParams, Params
+from facerecon.post.correct import correct_forehead
+from facerecon.stages.pose_sweep import FrontalFace, alpha_yaws, render_yaw, sweep_alphas
+from facerecon.stages.profile import profile_yaws
+
+log = logging.getLogger(__name__)
+
+# variant name → (pose sweep views, profile views, forehead correction); cumulative like thesis
+# Table 6.2: (2) + profile views, (3) + pose sweep, (4) everything.
+PIPELINE_VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "ae_profile": (False, True, False),
+    "ae_sweep": (True, True, False),
+    "full": (True, True, True),
+}
+CHECKPOINT_VARIANTS = ("ae_only", "supervised")
+
+
+def far_depth(mp: AeModelParams) -> float:
+    """Unsup3D's far clamp: pixels at or beyond it are not scored."""
+    return mp.max_depth + (mp.max_depth - mp.min_depth) / 2
+
+
+def ae_predictor(nets: AeNets, mp: AeModelParams) -> Predictor:
+    """The AE alone (Unsup3D): its view depth of each image, in one batched forward pass."""
+
+    def predict_depth(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return predict(nets, mp, images)["recon_depth"].float()
+
+    return predict_depth
+
+
+def frontal_from_prediction(pred: dict[str, Tensor], mp: AeModelParams, image: Tensor) -> FrontalFace:
+    """The AE's canonical (frontal) face as the ``FrontalFace`` the view renderers turn."""
+    depth = pred["canon_depth"].reshape(mp.image_size, mp.image_size).numpy().astype(np.float32)
+    texture = pred["canon_image"].reshape(3, mp.image_size, mp.image_size).permute(1, 2, 0).numpy()
+    head = depth < mp.max_depth - 0.02 * (mp.max_depth - mp.min_depth)
+    photo = image.permute(1, 2, 0).numpy()
+    border = np.concatenate([photo[:2].reshape(-1, 3), photo[-2:].reshape(-1, 3)])
+    return FrontalFace(texture=np.clip(texture, 0, 1).astype(np.float32), depth=depth, mask=head, face_mask=head,
+                       background=np.median(border, axis=0))
+
+
+def corrected_view_depth(pred: dict[str, Tensor], mp: AeModelParams, params: Params) -> Tensor:
+    """View depth after the ``correct`` stage's forehead correction of the canonical depth."""
+    c = params.correct
+    canon = pred["canon_depth"].reshape(mp.image_size, mp.image_size).numpy()
+    head = canon < mp.max_depth - 0.02 * (mp.max_depth - mp.min_depth)
+    fixed = correct_forehead(canon, head, layers=c.layers, source_layer=c.source_layer, target_layer=c.target_layer,
+                             strength=c.strength)
+    depth = torch.from_numpy(fixed.astype(np.float32))[None]
+    albedo = pred["canon_albedo"].reshape(1, 3, mp.image_size, mp.image_size) * 2 - 1
+    r = render(mp, depth, albedo, pred["light"].reshape(1, -1), pred["view"].reshape(1, -1))
+    return torch.where(r["mask"][0] > 0, r["recon_depth"][0], r["recon_depth"].new_tensor(far_depth(mp)))
+
+
+def face_views(front: FrontalFace, yaws: list[float], fov: float, size: int) -> Tensor:
+    """(len(yaws), 3, size, size) renders of the frontal face, in [0, 1]."""
+    imgs = [torch.from_numpy(render_yaw(front, y, fov, size)).permute(2, 0, 1).float() / 255.0 for y in yaws]
+    return torch.stack(imgs)
+
+
+class PipelineVariants:
+    """The per-face pipeline (views → fine-tune → optional correction) as depth predictors.
+
+    Variants that differ only after the fine-tuning (``ae_sweep`` and ``full``) share it: the
+    fine-tuned prediction of each face is kept (a few 64×64 maps) for the next variant.
+    """
+
+    def __init__(self, nets: AeNets, mp: AeModelParams, params: Params,
+                 on_face: Callable[[str], None] | None = None) -> None:
+        self.nets, self.mp, self.params, self.on_face = nets, mp, params, on_face
+        self._tuned: dict[tuple[bytes, bool, bool], dict[str, Tensor]] = {}
+
+    def yaws(self, sweep: bool, profiles: bool) -> list[float]:
+        return (alpha_yaws(sweep_alphas(self.params), self.params) if sweep else []) + \
+            (profile_yaws(self.params) if profiles else [])
+
+    def tuned_prediction(self, image: Tensor, sweep: bool, profiles: bool) -> dict[str, Tensor]:
+        """The AE's outputs for ``image`` after fine-tuning on the face's generated views."""
+        key = (hashlib.sha1(image.numpy().tobytes()).digest(), sweep, profiles)
+        if key in self._tuned:
+            return self._tuned[key]
+        mp, e = self.mp, self.params.evaluate
+        with torch.no_grad():
+            pred = predict(self.nets, mp, image)
+        views = face_views(frontal_from_prediction(pred, mp, image), self.yaws(sweep, profiles), mp.fov,
+                           mp.image_size)
+        seed = self.params.seed + int.from_bytes(key[0][:4], "little")
+        tuned, _ = fit_face(self.nets, mp, image, views, steps=e.finetune_steps, lr=self.params.ae_optimize.lr,
+                            batch_size=e.finetune_batch_size, perceptual=self.params.ae_optimize.perceptual,
+                            seed=seed % 2**31, params=self.params)
+        with torch.no_grad():
+            out = {k: v.detach() for k, v in predict(tuned, mp, image).items()}
+        self._tuned[key] = out
+        return out
+
+    def predictor(self, name: str) -> Predictor:
+        sweep, profiles, correct = PIPELINE_VARIANTS[name]
+
+        def one_face(image: Tensor) -> Tensor:
+            out = self.tuned_prediction(image, sweep, profiles)
+            depth = corrected_view_depth(out, self.mp, self.params) if correct else out["recon_depth"]
+            if self.on_face is not None:
+                self.on_face(name)
+            return depth.float()
+
+        def predict_depth(images: Tensor) -> Tensor:
+            return torch.stack([one_face(images[i]) for i in range(images.shape[0])])
+
+        return predict_depth
+
+
+# ------------------------------------------------------------------ all faces, in parallel
+
+def image_key(image: Tensor) -> bytes:
+    return hashlib.sha1(image.contiguous().numpy().tobytes()).digest()
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(checkpoint: str, params: Params) -> None:
+    from facerecon.ae.train import load_checkpoint
+
+    torch.set_num_threads(1)
+    nets, mp, _ = load_checkpoint(checkpoint)
+    _WORKER["variants"] = PipelineVariants(nets, mp, params)
+
+
+def _worker_faces(job: tuple[Tensor, tuple[str, ...]]) -> dict[str, Tensor]:
+    images, names = job
+    pv: PipelineVariants = _WORKER["variants"]  # type: ignore[assignment]
+    out = {n: pv.predictor(n)(images) for n in names}
+    pv._tuned.clear()
+    return out
+
+
+def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tuple[str, ...], *, workers: int = 1,
+                    chunk: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict[str, Tensor]:
+    """View depth of every image under each pipeline variant in ``names`` → {name: (N, S, S)}.
+
+    Faces are independent, so they are spread over ``workers`` processes (one torch thread
+    each: per-face fine-tuning works on a few 64×64 images, where one process per core beats
+    intra-op threads). The result does not depend on ``workers``.
+    """
+    jobs = [(images[i:i + chunk], names) for i in range(0, images.shape[0], chunk)]
+    results: list[dict[str, Tensor]] = []
+    if workers <= 1:
+        _worker_init(checkpoint, params)
+        threads = torch.get_num_threads()
+        try:
+            for job in jobs:
+                results.append(_worker_faces(job))
+                if on_chunk:
+                    on_chunk(job[0].shape[0])
+        finally:
+            torch.set_num_threads(threads)
+            _WORKER.clear()
+    else:
+        import multiprocessing as mpc
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mpc.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(checkpoint, params)) as pool:
+            for job, res in zip(jobs, pool.map(_worker_faces, jobs), strict=True):
+                results.append(res)
+                if on_chunk:
+                    on_chunk(job[0].shape[0])
+    return {n: torch.cat([r[n] for r in results]) for n in names}
+
+
+def lookup_predictor(images: Tensor, depths: Tensor, name: str) -> Predictor:
+    """A predictor that answers with precomputed depths, found by image content."""
+    table = {image_key(images[i]): depths[i] for i in range(images.shape[0])}
+
+    def predict_depth(batch: Tensor) -> Tensor:
+        try:
+            return torch.stack([table[image_key(batch[i])] for i in range(batch.shape[0])])
+        except KeyError:
+            raise ValueError(f"variant {name!r}: an image was not precomputed") from None
+
+    return predict_depth

@@ -1,0 +1,207 @@
+"""Prefect flows of the benchmark, one per DVC stage: synth → pretrain → evaluate → report.
+
+    python -m flows.benchmark synth|pretrain|evaluate|report [--params params.yaml] [--set k=v ...]
+
+``dvc repro`` calls exactly these; the same code runs in CI with tiny ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import pandas as pd  # noqa: E402
+from prefect import flow  # noqa: E402
+
+from facerecon.config import Params, load_params  # noqa: E402
+from facerecon.errors import ConfigError, FaceReconError  # noqa: E402
+from facerecon.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from tasks.bench import (  # noqa: E402
+    baseline_task,
+    checkpoint_variant_task,
+    pipeline_variants_task,
+    pretrain_task,
+    synth_task,
+    with_section,
+)
+
+BASELINES = ("constant", "mean_depth", "mean_shape")
+CHECKPOINTS = ("ae_only", "supervised")
+PIPELINES = ("ae_profile", "ae_sweep", "full")
+KNOWN_VARIANTS = BASELINES + CHECKPOINTS + PIPELINES
+
+
+def eval_dir(params: Params) -> Path:
+    return Path(params.evaluate.out_dir) / "eval"
+
+
+def check_variants(params: Params) -> list[str]:
+    names = list(params.evaluate.variants)
+    bad = [n for n in names if n not in KNOWN_VARIANTS]
+    if bad or not names:
+        raise ConfigError(f"evaluate.variants: unknown {bad or 'empty list'}; choose from {', '.join(KNOWN_VARIANTS)}")
+    return names
+
+
+@flow(name="bench-synth", validate_parameters=False)
+def synth_flow(params: Params) -> dict[str, str]:
+    return synth_task(params)
+
+
+@flow(name="bench-pretrain", validate_parameters=False)
+def pretrain_flow(params: Params) -> dict:
+    p = params.pretrain
+    out = {"self_supervised": pretrain_task(params, "self-supervised")}
+    if p.supervised_minutes > 0 and "supervised" in params.evaluate.variants:
+        sup = with_section(params, "pretrain", supervised=True, out=p.supervised_out, max_minutes=p.supervised_minutes)
+        out["supervised"] = pretrain_task(sup, "supervised")
+    return out
+
+
+@flow(name="bench-evaluate", validate_parameters=False)
+def evaluate_flow(params: Params) -> dict[str, float]:
+    """Every variant on the test split → reports/eval/{per_image,metrics_table}.parquet + timings."""
+    from facerecon.bench.protocol import aggregate, make_subgroups
+
+    names = check_variants(params)
+    e, timings = params.evaluate, {}
+    frames = []
+    base = [n for n in names if n in BASELINES]
+    if base:
+        frame, timings["baselines"] = baseline_task(params, base)
+        frames.append(frame)
+    for name in (n for n in names if n in CHECKPOINTS):
+        ckpt = params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"evaluate.variants: {name!r} needs the checkpoint {ckpt}; run the pretrain stage")
+        frame, timings[name] = checkpoint_variant_task(params, name, ckpt)
+        frames.append(frame)
+    pipes = [n for n in names if n in PIPELINES]
+    if pipes:
+        if not Path(params.pretrain.out).is_file():
+            raise ConfigError(f"evaluate.variants: {pipes} need the checkpoint {params.pretrain.out}; run pretrain")
+        frame, timings["pipeline variants"] = pipeline_variants_task(params, pipes, params.pretrain.out)
+        frames.append(frame)
+    per_image = pd.concat(frames, ignore_index=True)
+    order = {n: i for i, n in enumerate(names)}
+    per_image = per_image.sort_values("variant", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    subgroups = make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, e.repeats, e.seed)
+    table = aggregate(per_image, subgroups)
+    out = eval_dir(params)
+    for name, frame in (("per_image.parquet", per_image), ("metrics_table.parquet", table)):
+        buf = pd.io.common.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write_bytes(out / name, buf.getvalue())
+    atomic_write_text(out / "timings.json", json.dumps(timings, indent=2) + "\n")
+    _publish_table(table)
+    return timings
+
+
+def _publish_table(table: pd.DataFrame) -> None:
+    """The SIDE/MAD table as a Prefect artifact (visible in the UI when a server is running)."""
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        from facerecon.bench.protocol import markdown_table
+
+        create_markdown_artifact(key="benchmark-side-mad", markdown="# SIDE / MAD\n\n" + markdown_table(table),
+                                 description="facerecon benchmark: mean ± std over subgroup means")
+    except Exception:  # noqa: BLE001 - an artifact is a nicety; the files are the result
+        pass
+
+
+@flow(name="bench-report", validate_parameters=False)
+def report_flow(params: Params) -> dict[str, str]:
+    from facerecon.bench.protocol import make_subgroups
+    from facerecon.bench.report import write_report
+
+    src = eval_dir(params)
+    if not (src / "metrics_table.parquet").is_file():
+        raise ConfigError(f"{src}: no evaluation results; run the evaluate stage first")
+    per_image = pd.read_parquet(src / "per_image.parquet")
+    table = pd.read_parquet(src / "metrics_table.parquet")
+    e = params.evaluate
+    timings = json.loads((src / "timings.json").read_text()) if (src / "timings.json").is_file() else {}
+    stage_times = Path(e.out_dir) / "stage_times.json"
+    if stage_times.is_file():
+        timings = {**{f"stage {k}": v for k, v in json.loads(stage_times.read_text()).items()}, **timings}
+    setup = (f"{e.n_faces} test faces, {e.n_subgroups} subgroups × {e.subgroup_size}, {e.repeats} repeats "
+             f"(seed {e.seed}); AE {params.ae_model.width}-wide at {params.ae_model.image_size} px; pipeline "
+             f"variants fine-tune {e.finetune_steps} steps × {e.finetune_batch_size} views per face.")
+    subgroups = make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, e.repeats, e.seed)
+    paths = write_report(per_image, table, subgroups, e.out_dir, timings=timings, setup=setup)
+    _publish_table(table)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def preflight(params: Params, stage: str) -> None:
+    """User mistakes found before Prefect starts: one clear line instead of a failed flow run."""
+    if stage in ("evaluate", "report"):
+        check_variants(params)
+        from facerecon.bench.protocol import make_subgroups
+
+        e = params.evaluate
+        make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, 1, e.seed)
+    if stage == "evaluate":
+        from facerecon.bench.datasets import SynthDataset
+        from facerecon.bench.protocol import check_faces
+
+        test = Path(params.evaluate.dataset_path) / "test"
+        e = params.evaluate
+        check_faces(len(SynthDataset(test)), e.n_faces, e.n_subgroups, e.subgroup_size, str(test))
+    if stage == "synth":
+        from facerecon.bench.synth import check_params
+
+        check_params(params.synth)
+
+
+FLOWS = {"synth": synth_flow, "pretrain": pretrain_flow, "evaluate": evaluate_flow, "report": report_flow}
+
+
+def record_stage_time(params: Params, stage: str, seconds: float) -> None:
+    """reports/stage_times.json: wall time of each stage's last run (the report shows them)."""
+    path = Path(params.evaluate.out_dir) / "stage_times.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        data = {}
+    data[stage] = round(seconds, 1)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("stage", choices=list(FLOWS))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        params = load_params(args.params, args.set)
+        preflight(params, args.stage)
+        t0 = time.perf_counter()
+        FLOWS[args.stage](params)
+        seconds = time.perf_counter() - t0
+        if args.stage != "report":
+            record_stage_time(params, args.stage, seconds)
+        print(f"{args.stage}: done in {seconds:.1f} s")
+    except FaceReconError as exc:
+        print(f"facerecon benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # hide the ephemeral server's exit noise
+    sys.exit(code)

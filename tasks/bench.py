@@ -1,0 +1,100 @@
+"""Prefect tasks of the benchmark pipeline (synth → pretrain → evaluate → report), thin wrappers
+over ``facerecon.bench`` and ``facerecon.ae`` that add names, tags and progress bars."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from tqdm import tqdm
+
+from facerecon.config import Params
+
+
+@task(name="synth", cache_policy=NONE)
+def synth_task(params: Params) -> dict[str, str]:
+    from facerecon.bench.synth import make_synth_dataset
+
+    dirs = make_synth_dataset(params.synth, progress=True)
+    return {k: str(v) for k, v in dirs.items()}
+
+
+@task(name="pretrain", cache_policy=NONE, tags=["gpu"])
+def pretrain_task(params: Params, label: str) -> dict[str, Any]:
+    from facerecon.ae.train import pretrain
+
+    with tqdm(desc=f"pretrain {label}", unit="step") as b:
+        def progress(step: int, total: int, parts: dict[str, float]) -> None:
+            b.total = total
+            b.n = step
+            b.set_postfix(loss=f"{parts['total']:.3f}", refresh=False)
+            b.refresh()
+
+        device = "cuda" if params.device in ("auto", "cuda") and _cuda() else "cpu"
+        return pretrain(params, progress=progress, device=device)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@task(name="baselines", cache_policy=NONE)
+def baseline_task(params: Params, names: list[str]) -> tuple[Any, float]:
+    from facerecon.bench.protocol import baseline_predictors, run_protocol
+
+    t0 = time.perf_counter()
+    e = params.evaluate
+    preds = baseline_predictors(Path(e.dataset_path) / "train")
+    per_image, _ = run_protocol({n: preds[n] for n in names}, Path(e.dataset_path) / "test", n_faces=e.n_faces,
+                                n_subgroups=e.n_subgroups, subgroup_size=e.subgroup_size, repeats=e.repeats,
+                                seed=e.seed, batch_size=e.batch_size)
+    return per_image, time.perf_counter() - t0
+
+
+@task(name="checkpoint-variant", cache_policy=NONE, tags=["gpu"])
+def checkpoint_variant_task(params: Params, name: str, checkpoint: str) -> tuple[Any, float]:
+    from facerecon.ae.train import load_checkpoint
+    from facerecon.bench.protocol import run_protocol
+    from facerecon.bench.variants import ae_predictor
+
+    t0 = time.perf_counter()
+    e = params.evaluate
+    nets, mp, _ = load_checkpoint(checkpoint)
+    per_image, _ = run_protocol({name: ae_predictor(nets, mp)}, Path(e.dataset_path) / "test", n_faces=e.n_faces,
+                                n_subgroups=e.n_subgroups, subgroup_size=e.subgroup_size, repeats=e.repeats,
+                                seed=e.seed, batch_size=e.batch_size)
+    return per_image, time.perf_counter() - t0
+
+
+@task(name="pipeline-variants", cache_policy=NONE, tags=["gpu"])
+def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) -> tuple[Any, float]:
+    """The per-face pipeline variants, all faces precomputed (in parallel), then scored."""
+    from facerecon.bench.datasets import SynthDataset
+    from facerecon.bench.protocol import check_faces, run_protocol
+    from facerecon.bench.variants import lookup_predictor, pipeline_depths
+
+    t0 = time.perf_counter()
+    e = params.evaluate
+    test = Path(e.dataset_path) / "test"
+    ds = SynthDataset(test)
+    check_faces(len(ds), e.n_faces, e.n_subgroups, e.subgroup_size, str(test))
+    images = ds.batch(slice(0, e.n_faces))["image"]
+    with tqdm(desc="pipeline variants", total=e.n_faces, unit="face") as b:
+        depths = pipeline_depths(checkpoint, params, images, tuple(names), workers=e.workers,
+                                 on_chunk=b.update)
+    preds = {n: lookup_predictor(images, depths[n], n) for n in names}
+    per_image, _ = run_protocol(preds, test, n_faces=e.n_faces, n_subgroups=e.n_subgroups,
+                                subgroup_size=e.subgroup_size, repeats=e.repeats, seed=e.seed,
+                                batch_size=e.batch_size)
+    return per_image, time.perf_counter() - t0
+
+
+def with_section(params: Params, section: str, **changes: Any) -> Params:
+    """``params`` with some keys of one section replaced."""
+    return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **changes)})
