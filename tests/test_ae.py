@@ -1,0 +1,210 @@
+"""The Unsup3D photo-geometric autoencoder: networks, decomposition, losses, checkpoints, training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.ae.finetune import fit_face
+from facerecon.ae.losses import VggFeatures, perceptual_features, photometric_loss, reconstruction_loss
+from facerecon.ae.model import decompose, depth_from_raw, predict, view_depth
+from facerecon.ae.networks import build_nets, count_parameters
+from facerecon.ae.train import load_checkpoint, pretrain, save_checkpoint
+from facerecon.config import AeModelParams, load_params
+from facerecon.errors import CheckpointError
+
+TINY = AeModelParams(image_size=32, width=4, zdim=16)
+
+
+def tiny_nets(seed: int = 0, p: AeModelParams = TINY):
+    torch.manual_seed(seed)
+    return build_nets(p)
+
+
+def face_images(n: int, size: int = 32) -> torch.Tensor:
+    """Smooth, roughly face-like test images: a lit disc on a darker background."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    out = []
+    for i in range(n):
+        r = ((x - 0.05 * i) ** 2 + y ** 2).sqrt()
+        disc = (r < 0.7).float() * (0.6 + 0.3 * x)
+        out.append(torch.stack([disc * 0.9 + 0.05, disc * 0.7 + 0.05, disc * 0.6 + 0.05]))
+    return torch.stack(out).clamp(0, 1)
+
+
+def test_parameter_count_grows_with_width():
+    small = count_parameters(build_nets(AeModelParams(width=4, zdim=16, image_size=64)))
+    default = count_parameters(build_nets(AeModelParams()))
+    assert small < default
+    assert 3e6 < default < 6e6  # width 16: ~4.3M parameters over depth/albedo/light/view/confidence
+
+
+def test_depth_stays_in_range_with_border():
+    raw = torch.randn(2, 32, 32) * 10
+    d = depth_from_raw(raw, TINY)
+    assert float(d.min()) >= TINY.min_depth - 1e-6 and float(d.max()) <= TINY.max_depth + 1e-6
+    assert torch.allclose(d[..., :2], torch.full_like(d[..., :2], TINY.border_depth))
+    assert torch.allclose(d[..., -2:], torch.full_like(d[..., -2:], TINY.border_depth))
+
+
+def test_decompose_shapes_and_flip_twins():
+    nets = tiny_nets()
+    x = face_images(3)
+    dec = decompose(nets, TINY, x)
+    assert dec.canon_depth.shape == (6, 32, 32)  # each image and its mirror twin
+    assert torch.allclose(dec.canon_depth[3:], dec.canon_depth[:3].flip(2))
+    assert dec.recon_image.shape == (6, 3, 32, 32)
+    assert view_depth(nets, TINY, x).shape == (3, 32, 32)
+
+
+def test_shared_canonical_depth_for_views():
+    nets = tiny_nets()
+    front, views = face_images(1), face_images(4)
+    dec = decompose(nets, TINY, views, canon_images01=front)
+    for i in range(1, 4):
+        assert torch.equal(dec.canon_depth[0], dec.canon_depth[i])
+    assert not torch.equal(dec.light[0], dec.light[1]) or not torch.equal(dec.view[0], dec.view[1])
+
+
+def test_predict_ranges():
+    with torch.no_grad():
+        out = predict(tiny_nets(), TINY, face_images(1)[0])
+    assert out["canon_depth"].shape == (32, 32)
+    assert 0 <= float(out["canon_albedo"].min()) and float(out["canon_albedo"].max()) <= 1
+    assert out["recon_depth"].shape == (32, 32)
+    assert torch.isfinite(out["recon_depth"]).all()
+
+
+def test_photometric_loss_is_zero_only_for_equal_images():
+    a = face_images(2)
+    assert float(photometric_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(photometric_loss(a, a + 0.1)) > 0.05
+
+
+def test_vgg_loader_reads_torchvision_keys_and_rejects_others(tmp_path):
+    from facerecon.ae.losses import _VGG_CONVS
+
+    torch.manual_seed(1)
+    sd = {}
+    for i, cin, cout in _VGG_CONVS:
+        sd[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3) * 0.01
+        sd[f"features.{i}.bias"] = torch.randn(cout) * 0.01
+    sd["classifier.0.weight"] = torch.zeros(4, 4)  # a full VGG16 file has the classifier too
+    good = tmp_path / "vgg16.pth"
+    torch.save(sd, good)
+    feats = VggFeatures.from_file(good)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert feats(x).shape[1] == 256  # relu3_3
+    bad = dict(sd)
+    bad["features.14.weight"] = torch.zeros(3, 3)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError):
+        VggFeatures.from_file(tmp_path / "bad.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        VggFeatures.from_file(tmp_path / "junk.pth")
+
+
+def test_perceptual_auto_falls_back_to_documented_substitute(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACERECON_MODELS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    feats, kind = perceptual_features("auto", "vgg16.pth")
+    assert kind == "random_conv" and feats is not None
+    assert perceptual_features("none")[0] is None
+
+
+def test_checkpoint_roundtrip_fp16(tmp_path):
+    nets = tiny_nets(3)
+    path = save_checkpoint(tmp_path / "ae.pt", nets, TINY, meta={"note": "x"})
+    loaded, mp, meta = load_checkpoint(path)
+    assert mp == TINY and meta["note"] == "x"
+    x = face_images(2)
+    with torch.no_grad():
+        a, b = view_depth(nets.eval(), TINY, x), view_depth(loaded, TINY, x)
+    assert float((a - b).abs().max()) < 2e-3  # fp16 storage
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_torch", "wrong_shape", "no_config"])
+def test_malformed_checkpoints_are_clear_errors(tmp_path, damage):
+    path = save_checkpoint(tmp_path / "ae.pt", tiny_nets(), TINY, meta={})
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    elif damage == "not_torch":
+        path.write_text("hello")
+    elif damage == "wrong_shape":
+        save_checkpoint(path, tiny_nets(p=dataclasses.replace(TINY, width=8)), TINY, meta={})
+    else:
+        torch.save({"format": "facerecon-ae/1", "state_dict": {}}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
+
+
+def test_fine_tuning_lowers_the_loss_and_leaves_the_base_alone():
+    base = tiny_nets(5)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    front, views = face_images(1)[0], face_images(6)
+    tuned, result = fit_face(base, TINY, front, views, steps=25, lr=1e-3, batch_size=4, perceptual="none")
+    assert result.final_loss < result.first_loss
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.state_dict().items())
+
+
+def _tiny_synth(tmp_path: Path) -> Path:
+    from facerecon.bench.synth import make_synth_dataset
+
+    p = load_params(None, ["synth.n_train=32", "synth.n_val=2", "synth.n_test=2", "synth.image_size=32",
+                           f"synth.out_dir={tmp_path / 'synth'}"])
+    make_synth_dataset(p.synth, progress=False)
+    return tmp_path / "synth"
+
+
+def test_pretrain_learns_resumes_and_records(tmp_path):
+    synth = _tiny_synth(tmp_path)
+    over = ["ae_model.image_size=32", "ae_model.width=4", "ae_model.zdim=16", f"pretrain.dataset_path={synth}",
+            "pretrain.batch_size=8", "pretrain.lr=0.001", "pretrain.perceptual=none", f"pretrain.out={tmp_path / 'ae.pt'}"]
+    one = pretrain(load_params(None, over + ["pretrain.epochs=1"]))
+    assert one["steps"] == 4 and Path(tmp_path / "ae.pt.resume.pt").exists()
+    # a second call with more epochs resumes after the first epoch instead of starting over
+    steps_seen = []
+    three = pretrain(load_params(None, over + ["pretrain.epochs=3"]), progress=lambda s, t, parts: steps_seen.append(s))
+    assert steps_seen[0] == 5 and three["steps"] == 12
+    losses = [h["loss"] for h in three["history"]]
+    assert losses[-1] < losses[0]
+    nets, mp, meta = load_checkpoint(tmp_path / "ae.pt")
+    assert mp.width == 4 and meta["train_images"] == 32
+    json.dumps(meta)  # the meta is plain data
+
+
+def test_supervised_pretraining_needs_ground_truth(tmp_path):
+    from facerecon.errors import ConfigError
+
+    params = load_params(None, ["pretrain.dataset=celeba", f"pretrain.dataset_path={tmp_path}", "pretrain.supervised=true"])
+    with pytest.raises(ConfigError):
+        pretrain(params)
+
+
+def test_supervised_loss_pulls_depth_to_ground_truth(tmp_path):
+    synth = _tiny_synth(tmp_path)
+    over = ["ae_model.image_size=32", "ae_model.width=4", "ae_model.zdim=16", f"pretrain.dataset_path={synth}",
+            "pretrain.batch_size=8", "pretrain.lr=0.002", "pretrain.perceptual=none", "pretrain.supervised=true",
+            "pretrain.epochs=4", f"pretrain.out={tmp_path / 'sup.pt'}"]
+    meta = pretrain(load_params(None, over))
+    assert meta["supervised"] is True
+    assert np.isfinite([h["loss"] for h in meta["history"]]).all()
+
+
+def test_reconstruction_loss_is_finite_with_random_features():
+    nets = tiny_nets()
+    x = face_images(2)
+    dec = decompose(nets, TINY, x)
+    loss, parts = reconstruction_loss(dec, x, VggFeatures.random(), lam_perc=1.0, lam_flip=0.5)
+    assert torch.isfinite(loss) and set(parts) >= {"total", "l1", "perc"}
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in nets.parameters())
