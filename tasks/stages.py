@@ -9,6 +9,7 @@ work folder means a recompute rather than a dangling result.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,12 @@ def stage_cache_key(context: Any, parameters: dict) -> str:
     stage, args = parameters["stage"], tuple(parameters["args"])
     keyfn, root_index = KEY_FUNCS[stage]
     key = keyfn(*args)
-    if finished(Path(args[root_index]), stage, key) is None:
+    root = Path(args[root_index])
+    if finished(root, stage, key) is None:
         return f"{stage}-{key}-{uuid.uuid4().hex}"  # folder missing: run, don't trust an old result
-    return f"{stage}-{key}"
+    # The persisted result names its folder, so the key names the work root too: the same stage
+    # under another cache.dir must not be served a result pointing into a folder that may be gone.
+    return f"{stage}-{key}-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]}"
 
 
 @task(name="stage", cache_key_fn=stage_cache_key, persist_result=True)
