@@ -35,3 +35,11 @@ class StorageError(FaceReconError):
 
 class DatasetError(FaceReconError):
     """A dataset folder / BFM file is unusable for the benchmark."""
+
+
+class DestinationError(StorageError):
+    """DST cannot take any more output (disk full, quota, permission denied, read-only): the batch stops.
+
+    Unlike a per-photo failure this is the same for every face, so it ends the batch with one
+    message instead of one failed row per remaining photo; results already written stay as they are.
+    """

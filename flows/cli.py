@@ -4,6 +4,8 @@ Exit codes (documented in the README):
   0  every photo produced a face
   2  a user mistake before any work: bad arguments, params, missing weights, unreadable SRC/DST
   3  the batch ran but some inputs failed (see the summary and manifest.parquet)
+  4  DST (or the cache) stopped taking writes: disk full, read-only, permission denied; faces
+     published before are intact, a re-run resumes from the cache
   1  an internal error (a bug: please report it with the log)
 """
 
@@ -15,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_DESTINATION = 0, 1, 2, 3, 4
 
 STAGE_ORDER = ["align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize", "combine", "correct",
                "export"]
@@ -113,6 +115,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["failed"] == 0 else EXIT_SOME_FAILED
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from flows.incremental import describe
+    from flows.serve import scheduled_batch, serve, validate
+
+    overrides = tuple(args.set or [])
+    if not args.once:
+        serve(args.src, args.dst, args.cron, name=args.name, params_file=args.params, overrides=overrides,
+              endpoint_url=args.endpoint_url, workers=args.workers, dask_address=args.dask_address, port=args.port)
+        return EXIT_OK
+    validate(args.src, args.dst, args.params, overrides, args.endpoint_url)
+    summary = scheduled_batch(args.src, args.dst, args.params, list(overrides), args.endpoint_url, args.workers,
+                              args.dask_address)
+    _print_summary(Console(), summary, args.dst)
+    Console().print(describe(summary.get("incremental", {})))
+    return EXIT_OK if summary["failed"] == 0 else EXIT_SOME_FAILED
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from flows.server import run_ui
+
+    return run_ui(args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerecon", description="Textured 3D faces from front photos.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect and stage logs")
@@ -129,6 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="run the batch on a schedule, only photos new or changed since the "
+                           "last successful run (Prefect deployment)")
+    serve.add_argument("src", help="folder or s3://bucket/prefix of photos")
+    serve.add_argument("dst", help="output folder or s3://bucket/prefix (also holds the run state)")
+    serve.add_argument("--cron", default="*/30 * * * *", help='schedule, e.g. "*/30 * * * *" (default)')
+    serve.add_argument("--once", action="store_true", help="run one scheduled iteration now and exit")
+    serve.add_argument("--name", default="facerecon", help="deployment name (default: facerecon)")
+    serve.add_argument("--port", type=int, default=4200,
+                       help="port of the local Prefect server started when PREFECT_API_URL is not set")
+    for a, kw in (("--params", {"default": None, "help": "params.yaml"}),
+                  ("--set", {"action": "append", "metavar": "STAGE.KEY=VALUE", "help": "override one parameter"}),
+                  ("--workers", {"type": int, "default": 1, "help": "faces in parallel (Dask)"}),
+                  ("--dask-address", {"default": None, "help": "tcp://host:port of a Dask scheduler"}),
+                  ("--endpoint-url", {"default": None, "help": "S3 endpoint (MinIO, moto, ...)"})):
+        serve.add_argument(a, **kw)
+    serve.set_defaults(func=cmd_serve)
+
+    ui = sub.add_parser("ui", help="start a local Prefect server + UI (http://127.0.0.1:4200)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=4200)
+    ui.set_defaults(func=cmd_ui)
 
     gan = sub.add_parser("gan", help="StyleGAN2 tools (thesis backend)")
     gan_sub = gan.add_subparsers(dest="gan_command", required=True)
@@ -152,13 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_environment(args.verbose)
-    from facerecon.errors import FaceReconError
+    from facerecon.errors import DestinationError, FaceReconError
 
     if getattr(args, "workers", 1) < 1:
         print("facerecon: error: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
         code = args.func(args)
+    except DestinationError as exc:
+        print(f"facerecon: error: {exc}", file=sys.stderr)
+        code = EXIT_DESTINATION
     except FaceReconError as exc:
         print(f"facerecon: error: {exc}", file=sys.stderr)
         code = EXIT_USAGE

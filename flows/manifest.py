@@ -31,6 +31,10 @@ class ManifestRow:
         self.status = "no_face" if exc.__class__.__name__ == "NoFaceError" else "failed"
         self.error_class = exc.__class__.__name__
         msg = str(exc) if isinstance(exc, FaceReconError) else f"internal error: {exc}"
+        from facerecon.io.storage import display_key
+
+        if display_key(self.photo) not in msg:  # every error names its file, also when the raiser did not
+            msg = f"{display_key(self.photo)}: {msg}"
         self.error = " ".join(msg.split())[:500] or exc.__class__.__name__
 
     def add_stage(self, out) -> None:
@@ -39,7 +43,10 @@ class ManifestRow:
             self.stages_run = ",".join([s for s in self.stages_run.split(",") if s] + [out.stage])
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Strings made printable UTF-8 (non-UTF-8 file names, newlines), so parquet and tables take them."""
+        from facerecon.io.storage import display_key
+
+        return {k: display_key(v) if isinstance(v, str) else v for k, v in asdict(self).items()}
 
 
 def manifest_bytes(rows: list[dict]) -> bytes:
@@ -71,8 +78,15 @@ def manifest_bytes(rows: list[dict]) -> bytes:
 
 
 def write_manifest(rows: list[dict], dst: str, endpoint_url: str | None = None) -> str:
-    from facerecon.io.storage import open_storage
+    from facerecon.io.storage import LocalStorage, open_storage
 
     storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
-    storage.write_bytes("manifest.parquet", manifest_bytes(rows))
+    data = manifest_bytes(rows)
+    if isinstance(storage, LocalStorage):  # atomic rename, synced: a crash leaves the old or the new manifest
+        from facerecon.io.atomic import remove_dead_temps
+
+        remove_dead_temps(storage.root, ".manifest.")  # temp of a run killed while writing it
+        storage.write_bytes("manifest.parquet", data, fsync=True)
+    else:
+        storage.write_bytes("manifest.parquet", data)
     return storage.url_for("manifest.parquet")

@@ -22,6 +22,7 @@ from prefect.cache_policies import NONE  # noqa: E402
 
 from facerecon.config import Params, load_params  # noqa: E402
 from facerecon.errors import FaceReconError  # noqa: E402
+from facerecon.io.storage import display_key  # noqa: E402
 from facerecon.pipeline import face_stages, sha256_bytes, work_root  # noqa: E402
 from facerecon.stages.align import face_dirs, run_align  # noqa: E402
 from facerecon.stages.runtime import check_backends_ready  # noqa: E402
@@ -32,32 +33,75 @@ from tasks.stages import prefect_runner  # noqa: E402
 log = logging.getLogger("facerecon")
 
 
-@task(name="read_photo", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE)
-def read_photo(src: str, key: str, endpoint_url: str | None) -> bytes:
-    from facerecon.io.storage import open_storage
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O hiccups, not answers that a retry cannot change (disk full, bad file, too large)."""
+    from facerecon.errors import DestinationError, InputImageError
 
-    return open_storage(src, endpoint_url=endpoint_url).read_bytes(key)
+    try:
+        state.result()
+    except (DestinationError, InputImageError):
+        return False
+    except Exception:  # noqa: BLE001
+        return True
+    return True
 
 
-@task(name="publish", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE)
-def publish(local_dir: str, dst: str, prefix: str, endpoint_url: str | None) -> str:
+@task(name="read_photo", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE,
+      retry_condition_fn=_worth_retrying)
+def read_photo(src: str, key: str, endpoint_url: str | None, max_bytes: int | None = None) -> bytes:
+    from facerecon.io.storage import LocalStorage, open_storage
+
+    storage = open_storage(src, endpoint_url=endpoint_url)
+    if isinstance(storage, LocalStorage):  # checks the size before reading a byte
+        return storage.read_bytes(key, max_bytes=max_bytes)
+    return storage.read_bytes(key)
+
+
+@task(name="publish", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE,
+      retry_condition_fn=_worth_retrying)
+def publish(local_dir: str, dst: str, prefix: str, endpoint_url: str | None, meta: dict | None = None) -> str:
+    """The face folder → DST/prefix, complete or not at all; skipped when DST already holds this
+    very result (same export key in its _complete.json), so a re-run uploads only what is missing."""
     from facerecon.io.storage import open_storage
 
     storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
-    storage.put_tree(Path(local_dir), prefix)
+    marker = storage.complete_marker(prefix)
+    if not (meta and marker and marker.get("meta", {}).get("export_key") == meta.get("export_key")):
+        storage.put_tree(Path(local_dir), prefix, meta)
     return storage.url_for(prefix)
 
 
-def output_prefix(photo_key: str, face_index: int, all_faces: bool) -> str:
+RESERVED_OUTPUTS = frozenset({"manifest.parquet", "_staging"})
+
+
+def output_prefix(photo_key: str, face_index: int, all_faces: bool, stem: str | None = None) -> str:
     from facerecon.io.storage import safe_relative_key
 
-    stem = safe_relative_key(photo_key.rsplit(".", 1)[0] if "." in photo_key else photo_key)
+    stem = stem or safe_relative_key(photo_key.rsplit(".", 1)[0] if "." in photo_key else photo_key)
+    if stem.lower() in RESERVED_OUTPUTS:  # a photo called manifest.parquet.jpg must not replace the manifest
+        stem = f"{stem}-photo"
     return f"{stem}_face{face_index}" if all_faces else stem
 
 
+def output_stems(keys: list[str]) -> dict[str, str]:
+    """Output folder stem per photo key; photos that would share one (a.jpg, a.png) keep their suffix."""
+    from facerecon.io.storage import safe_relative_key
+
+    plain = {k: safe_relative_key(k.rsplit(".", 1)[0] if "." in k else k) for k in keys}
+    seen: dict[str, int] = {}
+    for stem in plain.values():
+        seen[stem.lower()] = seen.get(stem.lower(), 0) + 1
+    return {k: (safe_relative_key(k) if seen[stem.lower()] > 1 else stem) for k, stem in plain.items()}
+
+
 @task(name="process_photo", cache_policy=NONE)
-def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: str | None = None) -> list[dict]:
-    """Everything for one photo; returns manifest rows (one per face, or one for a failed photo)."""
+def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: str | None = None,
+                  stem: str | None = None) -> list[dict]:
+    """Everything for one photo; returns manifest rows (one per face, or one for a failed photo).
+
+    A DestinationError (DST or the cache cannot take writes) is raised, not recorded: it would
+    fail every remaining photo the same way, so it ends the batch with one message.
+    """
     from facerecon.io.images import ImageLimits, load_image
 
     t0 = time.perf_counter()
@@ -65,15 +109,18 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
     prog.start_photo(key)
     try:
         row.stage = "read"
-        data = read_photo(src, key, endpoint_url)
+        limits = ImageLimits.from_params(params.input)
+        data = read_photo(src, key, endpoint_url, limits.max_bytes)
         row.photo_sha256 = sha256_bytes(data)
         row.stage = "load"
-        img = load_image(data, key, ImageLimits())
+        img = load_image(data, display_key(key), limits)
+        del data  # only the decoded pixels go on; a batch never holds more than one photo's bytes
         root = work_root(params.cache.dir, row.photo_sha256)
         row.stage = "align"
         prog.stage("align")
         aligned = prefect_runner("align", run_align, img.rgb, row.photo_sha256, params, root)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a manifest row
+        _raise_if_out_of_space(exc)
         row.fail(exc)
         row.seconds_total = time.perf_counter() - t0
         prog.end_photo(ok=False)
@@ -89,18 +136,33 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
             stages = face_stages(fdir, aligned, params, root, {**photo_info, "face": fdir.name},
                                  run=_recording_runner(frow), progress=prog.stage)
             frow.stage = "publish"
-            prefix = output_prefix(key, i, params.align.all_faces)
-            frow.output = publish(stages["export"].dir, dst, prefix, endpoint_url)
+            prefix = output_prefix(key, i, params.align.all_faces, stem)
+            frow.output = publish(stages["export"].dir, dst, prefix, endpoint_url,
+                                  {"export_key": stages["export"].key, "photo_sha256": row.photo_sha256})
             frow.status = "ok"
             frow.stage = "done"
             frow.cached = all(o.cached for o in stages.values())
         except Exception as exc:  # noqa: BLE001
+            _raise_if_out_of_space(exc)
             frow.fail(exc)
             _log_failure(frow, exc)
         frow.seconds_total = time.perf_counter() - t0
         rows.append(frow.as_dict())
     prog.end_photo(ok=all(r["status"] == "ok" for r in rows))
     return rows
+
+
+def _raise_if_out_of_space(exc: Exception) -> None:
+    """Disk full / read-only / permission denied where we write: stop the batch, one clear error."""
+    import errno
+
+    from facerecon.errors import DestinationError
+
+    if isinstance(exc, DestinationError):
+        raise exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise DestinationError(f"{where}cannot write ({exc.strerror or exc})") from None
 
 
 def _recording_runner(row: ManifestRow):
@@ -145,18 +207,32 @@ _NON_IMAGES = (".json", ".parquet", ".md", ".txt", ".yaml", ".yml", ".csv", ".ob
 
 
 @flow(name="reconstruct-batch", log_prints=False, validate_parameters=False)
-def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | None = None) -> dict:
-    """All photos in SRC → faces in DST, manifest.parquet and a summary artifact."""
+def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | None = None,
+                      incremental: bool = False) -> dict:
+    """All photos in SRC → faces in DST, manifest.parquet and a summary artifact.
+
+    ``incremental``: only photos new or changed since the last successful run (flows/incremental.py);
+    the manifest still lists every photo, the skipped ones with their previous rows.
+    """
+    from flows import incremental as inc
+
     check_backends_ready(params)  # missing weights: fail before any face is processed
     keys = list_photos(src, endpoint_url)
-    prog.start_batch(len(keys))
-    futures = [process_photo.submit(src, dst, k, params, endpoint_url) for k in keys]
+    plan = inc.plan(src, dst, keys, endpoint_url) if incremental else None
+    todo = plan.todo if plan else keys
+    prog.start_batch(len(todo))
+    stems = output_stems(keys)  # over all keys: a face keeps its folder name whatever else changed
+    futures = [process_photo.submit(src, dst, k, params, endpoint_url, stems[k]) for k in todo]
     rows: list[dict] = []
-    for fut in futures:
-        rows.extend(fut.result())
-    manifest_url = write_manifest(rows, dst, endpoint_url)
+    rows_by_key: dict[str, list[dict]] = {}
+    for key, fut in zip(todo, futures, strict=True):
+        rows_by_key[key] = fut.result()
+        rows.extend(rows_by_key[key])
+    manifest_url = write_manifest(rows + (plan.carried if plan else []), dst, endpoint_url)
     summary = summarize(rows)
     summary["manifest"] = manifest_url
+    if plan:
+        summary["incremental"] = inc.commit(plan, rows_by_key, dst, endpoint_url)
     _publish_artifacts(rows, summary)
     return summary
 
@@ -171,25 +247,43 @@ def _publish_artifacts(rows: list[dict], summary: dict) -> None:
     try:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+        from flows.incremental import describe
+
         table = [{"photo": r["photo"], "face": r.get("face") or "", "status": r["status"], "stage": r["stage"],
                   "seconds": round(r.get("seconds_total") or 0.0, 2), "error": r.get("error") or "",
                   "output": r.get("output") or ""} for r in rows]
         create_table_artifact(key="faces", table=table, description="facerecon batch: one row per face")
         md = [f"# facerecon batch\n\n{summary['faces_ok']} faces reconstructed, {summary['failed']} failed, "
-              f"from {summary['photos']} photos.\n", "| photo | face | status | stage | s | output |",
-              "|---|---|---|---|---|---|"]
+              f"from {summary['photos']} photos.\n"]
+        if "incremental" in summary:
+            md.append(describe(summary["incremental"]) + ".\n")
+        md += ["| photo | face | status | stage | s | output | front render |", "|---|---|---|---|---|---|---|"]
         for r in table:
-            md.append(f"| {r['photo']} | {r['face']} | {r['status']} | {r['stage']} | {r['seconds']} | {r['output']} |")
+            render = f"[render_front.png]({r['output']}/render_front.png)" if r["status"] == "ok" else ""
+            md.append(f"| {r['photo']} | {r['face']} | {r['status']} | {r['stage']} | {r['seconds']} | {r['output']} "
+                      f"| {render} |")
         create_markdown_artifact(key="batch-summary", markdown="\n".join(md))
     except Exception as exc:  # noqa: BLE001 - artifacts are a nicety; never fail a batch for them
         log.debug("artifact publication failed: %s", exc)
 
 
+def check_destination(dst: str, endpoint_url: str | None) -> None:
+    """DST must take a file before any photo is processed (read-only, permission, full disk)."""
+    from facerecon.io.storage import LocalStorage, open_storage
+
+    storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
+    if isinstance(storage, LocalStorage):
+        storage.check_writable()
+
+
 def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tuple[str, ...] = (), *,
-              workers: int = 1, dask_address: str | None = None, endpoint_url: str | None = None) -> dict:
+              workers: int = 1, dask_address: str | None = None, endpoint_url: str | None = None,
+              incremental: bool = False) -> dict:
     """Entry point used by the CLI and tests: load params (errors before any work), pick the runner."""
+    from flows.server import ensure_gpu_limit
     params = load_params(params_file, overrides)
     check_backends_ready(params)  # before Prefect starts: a missing file is one line, no traceback
+    check_destination(dst, endpoint_url)
     flow_fn = reconstruct_batch
     if workers > 1 or dask_address:
         from prefect_dask import DaskTaskRunner
@@ -201,4 +295,5 @@ def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tup
         from prefect.task_runners import ThreadPoolTaskRunner
 
         flow_fn = reconstruct_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
-    return flow_fn(src, dst, params, endpoint_url)
+    ensure_gpu_limit()  # with a Prefect server configured: the `gpu` tag limit exists before any task
+    return flow_fn(src, dst, params, endpoint_url, incremental)

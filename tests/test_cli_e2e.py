@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
@@ -100,52 +99,7 @@ def test_param_change_reruns_only_downstream(first_run):
     assert m["stages_run"].tolist() == ["combine,export"]
 
 
-def _cmyk_jpeg(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.convert("CMYK").save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _exif_rotated(img: Image.Image) -> bytes:
-    rotated = img.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
-    exif = Image.Exif()
-    exif[0x0112] = 8  # ...with the orientation tag that turns it upright
-    buf = io.BytesIO()
-    rotated.save(buf, format="JPEG", exif=exif)
-    return buf.getvalue()
-
-
-def test_bad_inputs_never_stop_the_batch(tmp_path):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    face = small_photo("grace_hopper.jpg", 256)
-    (src / "empty.jpg").write_bytes(b"")
-    (src / "notes.jpg").write_text("this is not an image")
-    good = io.BytesIO()
-    face.save(good, format="JPEG")
-    (src / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    Image.new("RGB", (1, 1)).save(src / "pixel.png")
-    Image.new("RGB", (300, 300), (120, 130, 140)).save(src / "wall.png")
-    (src / "cmyk.jpg").write_bytes(_cmyk_jpeg(face))
-    (src / "rotated.jpg").write_bytes(_exif_rotated(face))
-    rgba = face.convert("RGBA")
-    rgba.putalpha(200)
-    rgba.save(src / "alpha.png")
-    arr16 = (np.asarray(face.convert("L")).astype(np.uint16) * 257)
-    Image.fromarray(arr16).save(src / "sixteen.png")
-    code = main(["run", str(src), str(dst), "--no-progress", *tiny_args(tmp_path / "cache")])
-    assert code == 3
-    m = read_manifest(dst).set_index("photo")
-    for bad in ("empty.jpg", "notes.jpg", "truncated.jpg", "pixel.png"):
-        assert m.loc[bad, "status"] == "failed", bad
-        assert bad in m.loc[bad, "error"] or m.loc[bad, "error"], bad
-        assert "Traceback" not in m.loc[bad, "error"]
-    assert m.loc["wall.png", "status"] == "no_face"
-    for good_name in ("cmyk.jpg", "rotated.jpg", "alpha.png", "sixteen.png"):
-        assert m.loc[good_name, "status"] == "ok", (good_name, m.loc[good_name, "error"])
-    # EXIF orientation honoured: the face was found upright and aligned
-    res = json.loads((dst / "rotated" / "result.json").read_text())
-    assert abs(res["stages"]["align"]["summary"]["faces"][0]["roll"]) < 20
+# Bad, convertible and hostile inputs (CMYK, EXIF, 16-bit, alpha, truncated...): tests/test_reliability.py
 
 
 def test_console_script_is_clean_for_user_mistakes(tmp_path):

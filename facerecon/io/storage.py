@@ -1,19 +1,31 @@
-"""Local folders behind a small storage interface; hostile names never escape the destination."""
+"""Local folders and S3 prefixes behind one small storage interface (``open_storage`` picks one).
+
+Hostile names never escape the destination. A published face is complete exactly when its
+``_complete.json`` marker exists: it is written last (locally the whole folder appears in one
+rename; on S3 the files are staged under ``_staging/`` and copied into place first), so a reader
+that checks the marker never sees half a face.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import hashlib
+import json
 import os
 import re
 import shutil
-import tempfile
+import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerecon.errors import StorageError
-from facerecon.io.atomic import atomic_write_bytes
+from facerecon.errors import DestinationError, InputImageError, StorageError
+from facerecon.io.atomic import atomic_write_bytes, make_temp_dir
+
+COMPLETE = "_complete.json"  # written last into a published face: present = the face is complete
 
 
 @dataclass(frozen=True)
@@ -23,16 +35,64 @@ class Entry:
     version: str
 
 
+def _name_bytes(name: str) -> bytes:
+    """The bytes a name stands for: file names that are not UTF-8 arrive as surrogate escapes."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return name.encode("utf-8", "surrogatepass")
+
+
+def display_key(name: str) -> str:
+    """A name fit for logs, tables and parquet: valid UTF-8, control characters shown as escapes."""
+    text = _name_bytes(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+MAX_KEY_BYTES = 100  # + hash and "_faceN" suffix stays far below the 255-byte limit of file names
+
+
 def safe_relative_key(name: str) -> str:
     """A safe relative name for any input name: no '..', no absolute paths, no control characters."""
     raw = name
-    name = unicodedata.normalize("NFKC", name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    name = unicodedata.normalize("NFKC", _name_bytes(name).decode("utf-8", "replace"))
     parts = [p for p in re.split(r"[\\/]+", name) if p not in ("", ".", "..")]
-    clean = "_".join(re.sub(r"[^\w.\-]+", "_", p).strip("._") for p in parts) or "photo"
-    clean = clean[:120]
+    clean = "_".join(re.sub(r"[^\w.\-]+", "_", p).strip("._") for p in parts).strip("._") or "photo"
+    clean = clean.encode("utf-8")[:MAX_KEY_BYTES].decode("utf-8", "ignore")
     if clean != raw:  # changed by sanitising: a short hash keeps two different raw names apart
-        clean = f"{clean}-{hashlib.sha256(raw.encode('utf-8', 'surrogateescape')).hexdigest()[:6]}"
+        clean = f"{clean}-{hashlib.sha256(_name_bytes(raw)).hexdigest()[:6]}"
     return clean
+
+
+# errno values that mean "this destination takes no more writes", not "this one file is bad"
+FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def write_error(where: Path | str, exc: OSError, what: str = "cannot write") -> StorageError:
+    """The user-facing error for a failed write: DestinationError when retrying cannot help."""
+    cls = DestinationError if exc.errno in FATAL_WRITE_ERRNOS else StorageError
+    return cls(f"{where}: {what} ({exc.strerror or exc})")
+
+
+def publishable_files(local_dir: Path) -> list[Path]:
+    """The files of a finished stage folder that make up a published face (no _done.json, temps)."""
+    return [f for f in sorted(Path(local_dir).iterdir()) if f.is_file() and not f.name.startswith(("_", "."))]
+
+
+def marker_for(files: list[Path], meta: dict | None = None) -> dict:
+    """``_complete.json``: every file of the face with size and sha256, plus the publisher's meta."""
+    listing = {f.name: {"size": f.stat().st_size, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+               for f in files}
+    return {"complete": True, "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": listing, "meta": dict(meta or {})}
+
+
+def parse_marker(raw: bytes | None) -> dict | None:
+    try:
+        marker = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return marker if isinstance(marker, dict) and marker.get("complete") is True else None
 
 
 class LocalStorage:
@@ -42,20 +102,23 @@ class LocalStorage:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StorageError(f"{self.root}: cannot create ({exc.strerror or exc})") from None
+                raise write_error(self.root, exc, "cannot create") from None
         elif not self.root.is_dir():
             raise StorageError(f"{self.root}: folder does not exist")
 
     def _path(self, key: str) -> Path:
+        if "\x00" in key:
+            raise StorageError(f"{display_key(key)}: NUL byte in name")
         p = (self.root / key).resolve()
         if not p.is_relative_to(self.root.resolve()):
-            raise StorageError(f"{key}: outside {self.root}")
+            raise StorageError(f"{display_key(key)}: outside {self.root}")
         return p
 
     def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None) -> Iterator[Entry]:
+        """Entries one at a time (a generator over os.walk): a huge folder is never held in memory."""
         base = self.root
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # our temp folders, .git...
             for fn in sorted(filenames):
                 p = Path(dirpath) / fn
                 key = p.relative_to(base).as_posix()
@@ -67,45 +130,115 @@ class LocalStorage:
                     continue
                 yield Entry(key, st.st_size, f"{st.st_mtime_ns}")
 
-    def read_bytes(self, key: str) -> bytes:
+    def read_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; with ``max_bytes`` a larger file is an InputImageError, never read."""
+        path = self.root / key
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise InputImageError(f"{display_key(key)}: {size} bytes is larger than the limit "
+                                          f"(input.max_bytes={max_bytes})")
+                return fh.read()
         except OSError as exc:
-            raise StorageError(f"{self.root / key}: cannot read ({exc.strerror or exc})") from None
+            raise StorageError(f"{display_key(str(path))}: cannot read ({exc.strerror or exc})") from None
 
-    def write_bytes(self, key: str, data: bytes) -> None:
+    def write_bytes(self, key: str, data: bytes, *, fsync: bool = False) -> None:
         try:
-            atomic_write_bytes(self._path(key), data)
+            atomic_write_bytes(self._path(key), data, fsync=fsync)
         except OSError as exc:
-            raise StorageError(f"{self.root / key}: cannot write ({exc.strerror or exc})") from None
+            raise write_error(self.root / key, exc) from None
+
+    def check_writable(self) -> None:
+        """Fail before any work when DST cannot take a file (read-only, permission, disk full)."""
+        probe = f".facerecon-write-test-{os.getpid()}"
+        self.write_bytes(probe, b"ok")
+        with contextlib.suppress(OSError):
+            self._path(probe).unlink()
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def put_tree(self, local_dir: Path, prefix: str) -> None:
-        """Publish a folder as ``prefix`` in one rename: readers see the old one or the new one."""
+    def read_optional(self, key: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{display_key(str(self.root / key))}: cannot read ({exc.strerror or exc})") from None
+
+    def complete_marker(self, prefix: str) -> dict | None:
+        """The published face's ``_complete.json``, or None when it is not (completely) there."""
+        return parse_marker(self.read_optional(f"{prefix}/{COMPLETE}"))
+
+    def put_tree(self, local_dir: Path, prefix: str, meta: dict | None = None) -> None:
+        """Publish a folder as ``prefix`` in one rename: readers see the old one or the new one.
+
+        The copy is built in a hidden temp sibling (removed again if anything fails, e.g. disk
+        full) and swapped in by rename, so ``prefix`` is always complete or absent.
+        """
         target = self._path(prefix)
+        tmp = old = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            for f in sorted(Path(local_dir).iterdir()):
-                if f.is_file() and not f.name.startswith("_"):
-                    shutil.copy2(f, tmp / f.name)
-            old = None
+            _remove_stale_temps(target)
+            tmp = make_temp_dir(target.parent, f".{target.name}.tmp-{os.getpid()}-")
+            files = publishable_files(Path(local_dir))
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            (tmp / COMPLETE).write_text(json.dumps(marker_for(files, meta), indent=1))
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                if old.exists():
+                    shutil.rmtree(old)
                 target.rename(old)
             tmp.rename(target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            tmp = None
         except OSError as exc:
-            raise StorageError(f"{target}: cannot publish ({exc.strerror or exc})") from None
+            if old is not None and not target.exists():
+                with contextlib.suppress(OSError):
+                    old.rename(target)  # put the previous result back
+                    old = None
+            raise write_error(target, exc, "cannot publish") from None
+        finally:
+            for leftover in (tmp, old):
+                if leftover is not None:
+                    shutil.rmtree(leftover, ignore_errors=True)
 
     def url_for(self, key: str) -> str:
         return str(self.root / key)
 
 
-def open_storage(url: str, *, endpoint_url: str | None = None, create: bool = False) -> LocalStorage:
+def _remove_stale_temps(target: Path) -> None:
+    """Temp siblings of ``target`` left by a killed run (their process is gone) are deleted."""
+    for p in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        m = re.fullmatch(rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)(?:-.*)?", p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_storage(url: str, *, endpoint_url: str | None = None, create: bool = False):
+    """The single entry point: ``s3://bucket/prefix`` → S3Storage (facerecon.io.s3), else a folder.
+
+    An S3 bucket is never created implicitly (``create`` applies to local folders only).
+    """
     if url.startswith("s3://"):
-        raise StorageError(f"{url}: S3 storage is not available in this build")
+        from facerecon.io.s3 import S3Storage
+
+        return S3Storage(url, endpoint_url=endpoint_url)
+    if "://" in url:
+        raise StorageError(f"{url}: unsupported storage scheme (use a local path or s3://bucket/prefix)")
     return LocalStorage(Path(url), create=create)

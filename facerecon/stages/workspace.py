@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from facerecon.config import section_hash
-from facerecon.io.atomic import atomic_save, atomic_write_text
+from facerecon.io.atomic import atomic_save, atomic_write_text, make_temp_dir, remove_dead_temps
 from facerecon.stages.base import AlignedFace, InvertResult, View
 
 DONE = "_done.json"
@@ -69,7 +69,8 @@ def finished(root: Path, stage: str, key: str) -> StageOut | None:
 def stage_dir(root: Path, stage: str, key: str) -> Iterator[Path]:
     """Temporary folder for a stage run, renamed to ``<stage>-<key>`` on success."""
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stage}-{key}.", dir=root))
+    remove_dead_temps(root, f".{stage}-{key}.")  # a killed run's half-written attempt at this stage
+    tmp = make_temp_dir(root, f".{stage}-{key}.{os.getpid()}.")
     try:
         yield tmp
         final = root / f"{stage}-{key}"
