@@ -22,6 +22,7 @@ from facerecon.io.s3 import S3Storage
 from facerecon.io.storage import COMPLETE, open_storage
 
 pytestmark = pytest.mark.timeout(300)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -136,8 +137,12 @@ def test_dvc_push_pull_through_the_s3_remote(s3, tmp_path):
         (repo / rel).write_bytes(data)
     _run(["git", "init", "-q", "-b", "main"], repo, env)
     _run([dvc, "init", "-q"], repo, env)
-    _run([dvc, "remote", "add", "-d", "store", "s3://dvc-remote/cache"], repo, env)
-    _run([dvc, "remote", "modify", "store", "endpointurl", server.url], repo, env)
+    # the project's .dvc/config (its S3 remote `storage`), pointed at this bucket/endpoint the documented way
+    (repo / ".dvc" / "config").write_text((ROOT / ".dvc" / "config").read_text())
+    local = [[dvc, "remote", "modify", "--local", "storage", "url", "s3://dvc-remote/cache"],
+             [dvc, "remote", "modify", "--local", "storage", "endpointurl", server.url]]
+    for cmd in local:
+        _run(cmd, repo, env)
     _run([dvc, "add", "-q", "data"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "data"], repo, env)
@@ -145,6 +150,8 @@ def test_dvc_push_pull_through_the_s3_remote(s3, tmp_path):
     assert keys(client, "dvc-remote", "cache/")  # content-addressed objects are on the remote
     _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     assert not (clone / "data" / "blob.bin").exists()
+    for cmd in local:  # config.local is not in git: a fresh clone sets it again
+        _run(cmd, clone, env)
     _run([dvc, "pull", "-q"], clone, env)
     for rel, data in payload.items():
         assert (clone / rel).read_bytes() == data, rel
