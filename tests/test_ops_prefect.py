@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from ops_support import FACERECON, cli_env, facerecon, photo_bytes, tiny_args
 
 pytestmark = pytest.mark.timeout(400)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def client(server):
@@ -112,3 +114,18 @@ def test_serve_registers_a_cron_deployment(prefect_server, photos, tmp_path, ops
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_prefect_yaml_deploys_to_a_process_work_pool(prefect_server):
+    prefect = str(Path(FACERECON).parent / "prefect")
+    env = cli_env(prefect_server)
+    for cmd in ([prefect, "work-pool", "create", "facerecon-process", "--type", "process"],
+                [prefect, "--no-prompt", "deploy", "--name", "batch"]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    from flows.serve import FLOW_NAME
+
+    with client(prefect_server) as c:
+        dep = c.read_deployment_by_name(f"{FLOW_NAME}/batch")
+    assert dep.work_pool_name == "facerecon-process" and dep.entrypoint == "flows/serve.py:scheduled_batch"
+    assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
