@@ -69,7 +69,11 @@ def serve(src: str, dst: str, cron: str, *, name: str = "facerecon", params_file
     validate(src, dst, params_file, overrides, endpoint_url)
     proc, url = (None, api_url())
     if url is None:  # ephemeral mode has no scheduler: run a local server for the schedule (and the UI)
+        import signal
+        import sys
+
         proc, url = start_server(port=port)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop it on `kill` too
         print(f"started a Prefect server for the schedule: UI http://127.0.0.1:{port}  (API {url})", flush=True)
     params = {"src": src, "dst": dst, "params_file": os.path.abspath(params_file) if params_file else None,
               "overrides": list(overrides), "endpoint_url": endpoint_url, "workers": workers,

@@ -130,8 +130,11 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def run_ui(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
-    """`facerecon ui`: the server in the foreground until Ctrl-C."""
+    """`facerecon ui`: the server in the foreground until Ctrl-C (or SIGTERM)."""
+    import signal
+
     proc, url = start_server(host, port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too, via finally
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
