@@ -154,6 +154,12 @@ class AeOptimizeParams:
     vgg16_weights: str = opt("vgg16.pth")
     lam_perc: float = opt(1.0, min=0.0, max=100.0)
     lam_flip: float = opt(0.5, min=0.0, max=100.0)
+    depth_prior: float = opt(1.0, min=0.0, max=100.0,
+                             help="weight of the invert stage's frontal depth as a shape prior while fine-tuning "
+                                  "(0 = the thesis's loss alone)")
+    residual_sigma: float = opt(3.0, min=0.0, max=64.0,
+                                help="with a depth prior, the face depth is the prior plus the AE's disagreement "
+                                     "low-passed by this Gaussian (AE pixels); 0 = the AE's depth as it is")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,25 @@ from facerecon.ae.model import decompose, predict
 from facerecon.ae.networks import AeNets
 from facerecon.config import AeModelParams, Params
 
-__all__ = ["FinetuneResult", "finetune_on_views", "fit_face", "predict"]
+__all__ = ["DepthPrior", "FinetuneResult", "finetune_on_views", "fit_face", "predict"]
+
+
+@dataclass(frozen=True)
+class DepthPrior:
+    """A canonical (frontal) depth map the fine-tuning is pulled towards on ``mask``, up to an offset."""
+
+    depth: Tensor  # (S, S)
+    mask: Tensor  # (S, S) float/bool
+    weight: float
+
+
+def depth_prior_loss(canon_depth: Tensor, prior: DepthPrior, depth_span: float) -> Tensor:
+    """Masked L1 between mean-removed canonical depth and mean-removed prior, in depth-range units."""
+    m = prior.mask.float()
+    n = m.sum().clamp_min(1.0)
+    d = canon_depth - (canon_depth * m).sum((-2, -1), keepdim=True) / n
+    p = prior.depth - (prior.depth * m).sum() / n
+    return ((d - p).abs() * m).sum((-2, -1)).mean() / n / max(depth_span, 1e-6)
 
 
 @dataclass
@@ -34,12 +52,13 @@ class FinetuneResult:
 def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int,
                       lr: float, batch_size: int, perceptual: str = "auto", seed: int = 0,
                       progress: Callable[[str, float], None] | None = None, params: Params | None = None,
-                      include_front: bool = True) -> FinetuneResult:
+                      include_front: bool = True, prior: DepthPrior | None = None) -> FinetuneResult:
     """Fine-tune ``nets`` in place. ``front`` (3, S, S) and ``views`` (N, 3, S, S) in [0, 1].
 
     Each step draws ``batch_size`` views (the front image is always one of them when
     ``include_front``) and minimises Unsup3D's reconstruction loss with the front's canonical
-    depth/albedo shared by all of them.
+    depth/albedo shared by all of them. ``prior`` adds a pull of the canonical depth towards a
+    given frontal depth (the offline pipeline's landmark depth), weighted by ``prior.weight``.
     """
     lam_perc = params.ae_optimize.lam_perc if params else 1.0
     lam_flip = params.ae_optimize.lam_flip if params else 0.5
@@ -58,6 +77,10 @@ def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, 
         batch = pool[idx]
         dec = decompose(nets, model_params, batch, canon_images01=front[None])
         loss, parts = reconstruction_loss(dec, batch, features, lam_perc=lam_perc, lam_flip=lam_flip)
+        if prior is not None and prior.weight > 0:
+            span = model_params.max_depth - model_params.min_depth
+            loss = loss + prior.weight * depth_prior_loss(dec.canon_depth[:1], prior, span)
+            parts["total"] = float(loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,11 +96,11 @@ def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, 
 def fit_face(base: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int, lr: float,
              batch_size: int, perceptual: str = "auto", seed: int = 0,
              progress: Callable[[str, float], None] | None = None,
-             params: Params | None = None) -> tuple[AeNets, FinetuneResult]:
+             params: Params | None = None, prior: DepthPrior | None = None) -> tuple[AeNets, FinetuneResult]:
     """A copy of ``base`` fine-tuned on one face (``base`` is left untouched); the per-face step
     of both the ``ae_optimize`` stage and the benchmark's pipeline variants."""
     nets = copy.deepcopy(base)
     torch.manual_seed(seed)
     result = finetune_on_views(nets, model_params, front, views, steps=steps, lr=lr, batch_size=batch_size,
-                               perceptual=perceptual, seed=seed, progress=progress, params=params)
+                               perceptual=perceptual, seed=seed, progress=progress, params=params, prior=prior)
     return nets, result

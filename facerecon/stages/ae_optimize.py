@@ -27,7 +27,7 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "1"
+VERSION = "5"
 # This stage was written against the planned facerecon.ae API before that package existed; it is
 # set True once the package is in the tree and this stage has been run end to end against it.
 AE_PACKAGE_WIRED = True
@@ -105,6 +105,81 @@ def ae_canonical_depth(image: np.ndarray, params: Params, out_size: int) -> np.n
     return F.interpolate(depth, size=(out_size, out_size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
+def frontal_depth_prior(sweep_dir: Path, p, size: int):
+    """The pose sweep's frontal depth (the offline ``invert`` proxy) in the AE's crop, as a
+    fine-tuning prior; None when the weight is 0 or the sweep backend wrote none (GAN sweeps)."""
+    import torch
+
+    from facerecon.ae.finetune import DepthPrior
+
+    depth_path, mask_path = sweep_dir / "frontal_depth.npy", sweep_dir / "frontal_mask.png"
+    if p.depth_prior <= 0 or not depth_path.exists() or not mask_path.exists():
+        return None
+    depth = np.asarray(np.load(depth_path), dtype=np.float32)
+    mask = load_png(mask_path) > 127
+    from scipy.ndimage import gaussian_filter
+
+    d = ae_input(np.repeat(depth[..., None], 3, axis=2), p.crop, size)[0].numpy()
+    m = crop_mask(mask, p.crop, size)
+    # The crop is shown to the AE at the full field of view, i.e. 1/crop times larger across:
+    # deepen the relief by the same factor so the face keeps its proportions.
+    ref = float(np.median(d[m])) if m.any() else float(np.median(d))
+    d = gaussian_filter(ref + (d - ref) / p.crop, 0.75)
+    return DepthPrior(depth=torch.from_numpy(d.astype(np.float32)), mask=torch.from_numpy(m).float(),
+                      weight=p.depth_prior)
+
+
+def lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return img
+    return np.stack([gaussian_filter(img[..., c], sigma) for c in range(img.shape[-1])], axis=-1)
+
+
+def delit_photo(photo: np.ndarray, depth: np.ndarray, light: np.ndarray, mp) -> np.ndarray:
+    """Albedo as the photo divided by the shading that the AE's predicted light casts on
+    ``depth`` (Lambertian, as the AE renders), normalised to keep the photo's mean brightness."""
+    import torch
+
+    from facerecon.ae.model import shading
+    from facerecon.geometry.mesh import normals_from_depth
+
+    with torch.no_grad():
+        normal = normals_from_depth(torch.from_numpy(depth)[None].float(), mp.fov, toward_camera=False)
+        shade = shading(normal, torch.from_numpy(np.asarray(light, np.float32))[None])[0, 0].numpy()
+    shade = np.clip(shade / max(float(np.median(shade)), 1e-3), 0.35, 2.5)
+    return np.clip(photo / shade[..., None], 0.0, 1.0).astype(np.float32)
+
+
+def anchored_depth(ae_depth: np.ndarray, prior, sigma: float) -> np.ndarray:
+    """The face's depth when a frontal depth prior exists (the offline pipeline's landmark depth).
+
+    The AE's depth is first matched to the prior by a least-squares scale and offset on the
+    prior's mask (the landmarks fix the face's overall relief, which an AE pretrained on synthetic
+    faces misjudges on photos); what still differs is low-passed (Gaussian ``sigma``, AE pixels)
+    and added to the prior, feathered to zero at the mask's rim. The AE so shapes the face at the
+    scale of cheeks, nose and brows, while pixel-scale noise does not reach the mesh. With
+    ``sigma`` 0 the AE's depth is kept as it is.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return ae_depth
+    base = prior.depth.numpy().astype(np.float64)
+    m = prior.mask.numpy() > 0.5
+    if m.sum() < 16:
+        return ae_depth
+    x, y = ae_depth[m].astype(np.float64), base[m]
+    var = float(((x - x.mean()) ** 2).mean())
+    scale = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
+    resid = np.where(m, scale * (ae_depth - x.mean()) + y.mean() - base, 0.0)
+    w = gaussian_filter(m.astype(np.float64), sigma)
+    smooth = gaussian_filter(resid, sigma) / np.maximum(w, 1e-6)
+    feather = np.clip(gaussian_filter(m.astype(np.float64), sigma / 2) * 2 - 1, 0, 1) * m  # no step at the rim
+    return (base + feather * smooth).astype(np.float32)
+
+
 def _np(t) -> np.ndarray:
     import torch
 
@@ -137,12 +212,21 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         profile_views = load_views(profile.path)
         used = sweep_views + (profile_views if p.use_profiles else [])
         views = torch.stack([ae_input(v.image, p.crop, size) for v in used]) if used else front[None]
+        prior = frontal_depth_prior(sweep.path, p, size)
         nets, result = fit_face(base, model_params, front, views, steps=p.steps, lr=p.lr, batch_size=p.batch_size,
-                                perceptual=p.perceptual, seed=params.seed, progress=progress, params=params)
+                                perceptual=p.perceptual, seed=params.seed, progress=progress, params=params,
+                                prior=prior)
         with torch.no_grad():
             pred = predict(nets, model_params, front)
-            save_npy(d / "depth.npy", _np(pred["canon_depth"]).reshape(size, size).astype(np.float32))
-            albedo = _np(pred["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
+            ae_depth = _np(pred["canon_depth"]).reshape(size, size).astype(np.float32)
+            save_npy(d / "ae_depth.npy", ae_depth)
+            depth = ae_depth if prior is None else anchored_depth(ae_depth, prior, p.residual_sigma)
+            save_npy(d / "depth.npy", depth.astype(np.float32))
+            ae_albedo = _np(pred["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
+            albedo = ae_albedo
+            if prior is not None:  # offline: the photo de-lit by the AE's light on the face's depth
+                albedo = delit_photo(_np(front).transpose(1, 2, 0), depth, _np(pred["light"]).reshape(-1),
+                                     model_params)
             save_npy(d / "albedo.npy", albedo.astype(np.float32))
             save_png(d / "albedo.png", albedo)
             save_png(d / "reconstruction.png", _np(pred["recon_image"]).reshape(3, size, size).transpose(1, 2, 0))
@@ -150,12 +234,18 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
             for v in profile_views:
                 pv = predict(nets, model_params, ae_input(v.image, p.crop, size))
                 a = _np(pv["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
+                if prior is not None:  # what the profile sees differently, at the AE's reliable scale
+                    a = albedo + lowpass(a - ae_albedo, p.residual_sigma)
+                a = np.clip(a, 0.0, 1.0)
                 side = "left" if v.yaw < 0 else "right"
                 save_npy(d / f"albedo_{side}.npy", a.astype(np.float32))
                 save_png(d / f"albedo_{side}.png", a)
         mask_path = sweep.path / "frontal_mask.png"
         head = load_png(mask_path) > 127 if mask_path.exists() else face.mask
         save_npy(d / "mask.npy", crop_mask(head, p.crop, size))
+        hull_path = sweep.path / "frontal_face_mask.png"  # the landmark hull: forehead top = hairline
+        hull = load_png(hull_path) > 127 if hull_path.exists() else head
+        save_npy(d / "face_mask.npy", crop_mask(hull, p.crop, size))
         save_png(d / "front_input.png", _np(front).transpose(1, 2, 0))
         save_png(d / "front_crop.png", center_crop(front_img, p.crop))  # full resolution, for the texture
         info = {"views": len(used), "steps": p.steps, "checkpoint": meta.get("checkpoint"),

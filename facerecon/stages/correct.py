@@ -10,7 +10,7 @@ from facerecon.config import Params
 from facerecon.post.correct import correct_forehead
 from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy, stage_key
 
-VERSION = "1"
+VERSION = "2"
 BROWS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # mediapipe eyebrow landmarks
 
 
@@ -35,7 +35,8 @@ def run_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, al
     def body(d: Path) -> dict:
         p = params.correct
         depth = load_npy(ae.path / "depth.npy")
-        mask = load_npy(ae.path / "mask.npy")
+        hull = ae.path / "face_mask.npy"
+        mask = load_npy(hull if hull.exists() else ae.path / "mask.npy")
         row = brow_row(inverted, params.ae_optimize.crop, aligned_size, depth.shape[0])
         if p.enabled:
             out = correct_forehead(depth, mask, layers=p.layers, source_layer=p.source_layer,

@@ -32,7 +32,7 @@ from facerecon.stages.workspace import (
     view_summary,
 )
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass
@@ -101,6 +101,7 @@ class ReprojectSweep:
         save_png(workdir / "frontal_texture.png", front.texture)
         save_npy(workdir / "frontal_depth.npy", front.depth)
         save_png(workdir / "frontal_mask.png", front.mask.astype(np.uint8) * 255)
+        save_png(workdir / "frontal_face_mask.png", front.face_mask.astype(np.uint8) * 255)
         return [View(image=render_yaw(front, yaw, fov, p.image_size), yaw=yaw, name=f"sweep_a{a:+d}", alpha=float(a))
                 for a, yaw in zip(alphas, alpha_yaws(alphas, self.params), strict=True)]
 
