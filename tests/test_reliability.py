@@ -82,10 +82,9 @@ EXPECTED = {
     "icon.jpg": ("failed", "format ico is not accepted"),
     "noface.png": ("no_face", "no face"),
     "sixteen.png": ("ok", ""),  # 16-bit grayscale
-    "cmyk.jpg": ("ok", ""),
     "palette_alpha.png": ("ok", ""),  # palette with a transparent colour
     "rotated.jpg": ("ok", ""),  # EXIF orientation 8
-    "two_faces.jpg": ("ok", ""),  # the larger face is reconstructed
+    "two_faces_cmyk.jpg": ("ok", ""),  # CMYK JPEG with two faces: the larger one is reconstructed
 }  # + WEIRD_NAME: PNG bytes behind a .jpg name with a newline and non-UTF-8 bytes in it -> ok
 
 
@@ -104,7 +103,6 @@ def write_corpus(src: Path) -> None:
         "icon.jpg": encode(face, "ICO"),
         "noface.png": encode(Image.fromarray(np.random.default_rng(0).integers(90, 110, (240, 240, 3), np.uint8)), "PNG"),
         "sixteen.png": encode(Image.fromarray(np.asarray(face.convert("L")).astype(np.uint16) * 257), "PNG"),
-        "cmyk.jpg": encode(face.convert("CMYK"), "JPEG", quality=92),
         "palette_alpha.png": encode(face.convert("P", palette=Image.Palette.ADAPTIVE, colors=255), "PNG",
                                     transparency=0),
         "rotated.jpg": exif_rotated(face),
@@ -113,7 +111,7 @@ def write_corpus(src: Path) -> None:
     both = Image.new("RGB", (a.width + b.width, max(a.height, b.height)), (255, 255, 255))
     both.paste(a, (0, 0))
     both.paste(b, (a.width, 0))
-    files["two_faces.jpg"] = encode(both, "JPEG", quality=92)
+    files["two_faces_cmyk.jpg"] = encode(both.convert("CMYK"), "JPEG", quality=92)
     for name, data in files.items():
         (src / name).write_bytes(data)
     with open(os.path.join(os.fsencode(src), WEIRD_NAME), "wb") as fh:  # a real file with a hostile name
@@ -325,9 +323,9 @@ def test_disk_full_mid_batch_is_one_error_and_keeps_earlier_results(corpus_run, 
     src0, dst0, cache, _ = corpus_run
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    shutil.copy(src0 / "cmyk.jpg", src / "cmyk.jpg")  # its stages are all in the cache already
+    shutil.copy(src0 / "two_faces_cmyk.jpg", src / "two_faces_cmyk.jpg")  # its stages are all in the cache already
     shutil.copytree(dst0, dst, symlinks=True)
-    shutil.rmtree(dst / "cmyk")  # the one face this run has to write again
+    shutil.rmtree(dst / "two_faces_cmyk")  # the one face this run has to write again
     before = _snapshot(dst)
     real_copyfile = shutil.copyfile
     calls = []
@@ -344,7 +342,7 @@ def test_disk_full_mid_batch_is_one_error_and_keeps_earlier_results(corpus_run, 
     err = capsys.readouterr().err
     assert code == EXIT_DESTINATION
     lines = [ln for ln in err.splitlines() if ln.startswith("facerecon: error:")]
-    assert len(lines) == 1 and "No space left on device" in lines[0] and "cmyk" in lines[0], err
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "two_faces_cmyk" in lines[0], err
     assert "Traceback" not in err
     assert len(calls) == 4  # stopped at the first failure: no retries, no further photos
     assert _snapshot(dst) == before  # earlier faces and manifest untouched, no temp files left
