@@ -49,12 +49,10 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="read_photo", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE,
       retry_condition_fn=_worth_retrying)
 def read_photo(src: str, key: str, endpoint_url: str | None, max_bytes: int | None = None) -> bytes:
-    from facerecon.io.storage import LocalStorage, open_storage
+    from facerecon.io.storage import open_storage
 
-    storage = open_storage(src, endpoint_url=endpoint_url)
-    if isinstance(storage, LocalStorage):  # checks the size before reading a byte
-        return storage.read_bytes(key, max_bytes=max_bytes)
-    return storage.read_bytes(key)
+    # both storages check the size (file size / S3 Content-Length) before reading a byte of the body
+    return open_storage(src, endpoint_url=endpoint_url).read_bytes(key, max_bytes=max_bytes)
 
 
 @task(name="publish", retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NONE,
