@@ -208,3 +208,63 @@ def test_reconstruction_loss_is_finite_with_random_features():
     assert torch.isfinite(loss) and set(parts) >= {"total", "l1", "perc"}
     loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in nets.parameters())
+
+
+# ------------------------------------------------------------ the offline anchoring of ae_optimize
+
+def _bump(size: int = 64, cx: float = 0.0, width: float = 0.35, height: float = 0.05) -> np.ndarray:
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    return height * np.exp(-((x - cx) ** 2 + y ** 2) / width ** 2)
+
+
+def _prior(depth: np.ndarray, weight: float = 1.0):
+    from facerecon.ae.finetune import DepthPrior
+
+    y, x = np.mgrid[-1:1:depth.shape[0] * 1j, -1:1:depth.shape[1] * 1j]
+    mask = (x ** 2 + y ** 2) < 0.8
+    return DepthPrior(torch.from_numpy(depth.astype(np.float32)), torch.from_numpy(mask).float(), weight)
+
+
+def test_anchored_depth_drops_scale_and_pixel_noise_but_keeps_broad_shape():
+    from facerecon.stages.ae_optimize import anchored_depth
+
+    base = 1.0 - _bump()
+    prior = _prior(base)
+    m = prior.mask.numpy() > 0.5
+    noise = np.random.default_rng(0).normal(0, 0.01, base.shape)
+    ae = (1.0 - 3 * _bump() + noise).astype(np.float32)  # 3× too deep and speckled
+    out = anchored_depth(ae, prior, sigma=3.0)
+    assert np.abs(out - base)[m].mean() < 0.2 * np.abs(ae - base)[m].mean()
+    # a broad feature the prior lacks (a cheek bump off-centre) survives, smoothly
+    ae2 = (base - _bump(cx=0.4, width=0.25, height=0.03)).astype(np.float32)
+    out2 = anchored_depth(ae2, prior, sigma=2.0)
+    i, j = 32, int(32 + 0.4 * 32)
+    assert base[i, j] - out2[i, j] > 0.01
+    assert anchored_depth(ae, prior, sigma=0.0) is ae
+
+
+def test_delit_photo_recovers_albedo_under_the_predicted_light():
+    from facerecon.ae.model import shading
+    from facerecon.geometry.mesh import normals_from_depth
+    from facerecon.stages.ae_optimize import delit_photo
+
+    mp = AeModelParams()
+    depth = (1.0 - _bump()).astype(np.float32)
+    light = np.array([0.4, 0.6, 0.5, -0.2], np.float32)
+    with torch.no_grad():
+        n = normals_from_depth(torch.from_numpy(depth)[None], mp.fov, toward_camera=False)
+        shade = shading(n, torch.from_numpy(light)[None])[0, 0].numpy()
+    albedo = np.dstack([np.full(depth.shape, 0.5), np.full(depth.shape, 0.4), np.full(depth.shape, 0.3)])
+    photo = np.clip(albedo * shade[..., None] / np.median(shade), 0, 1)
+    out = delit_photo(photo.astype(np.float32), depth, light, mp)
+    assert np.abs(out - albedo).max() < 0.02
+    assert np.abs(photo - albedo).max() > 0.05  # the photo itself was shaded
+
+
+def test_depth_prior_loss_ignores_offset_and_pulls_towards_shape():
+    from facerecon.ae.finetune import depth_prior_loss
+
+    base = torch.from_numpy((1.0 - _bump()).astype(np.float32))
+    prior = _prior(base.numpy())
+    assert float(depth_prior_loss((base + 0.03)[None], prior, 0.2)) < 1e-6
+    assert float(depth_prior_loss(torch.ones(1, 64, 64), prior, 0.2)) > 0.01
