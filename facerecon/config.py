@@ -380,6 +380,9 @@ def build(cls: type, data: Any, prefix: str = "") -> Any:
         if tp is not list:
             _check_range(value, fields[name].metadata, key)
         kwargs[name] = value
+    for name in fields:  # absent sections are built too, so their lists become tuples as well
+        if name not in kwargs and dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = build(hints[name], {}, prefix=f"{prefix}{name}.")
     obj = cls(**kwargs)
     # lists: frozen dataclasses must stay hashable -> store tuples
     for name in fields:
