@@ -283,7 +283,7 @@ class InputParams:
     max_bytes: int = opt(50_000_000, min=1, help="larger files are rejected unread")
     max_pixels: int = opt(64_000_000, min=1, max=1_000_000_000, help="width x height; guards against decompression bombs")
     min_side: int = opt(32, min=1, max=4096, help="images with a shorter side are rejected")
-    formats: list = opt(list(IMAGE_FORMATS), help=f"accepted decoders, a subset of {', '.join(IMAGE_FORMATS)}")
+    formats: list = opt(IMAGE_FORMATS, help=f"accepted decoders, a subset of {', '.join(IMAGE_FORMATS)}")
 
 
 @dataclass(frozen=True)
