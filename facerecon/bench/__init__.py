@@ -6,4 +6,6 @@
 * ``datasets`` — torch datasets: the synthetic splits and the real sets' folder layouts.
 * ``metrics`` — SIDE / MAD as Unsup3D evaluates them, plus the thesis's eq. 6.1 / 6.2, labelled.
 * ``protocol`` — 1000 faces → 10 subgroups × 100, 10 repeats; variants are ``predict_depth`` callables.
+* ``variants`` — the table's rows built from the pipeline's own code (AE, views + fine-tuning, correction).
+* ``report`` — reports/benchmark.md beside the thesis's numbers, metrics.json, plots.
 """
