@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from ops_support import S3_ENV, facerecon, tiny_args
 
-from facerecon.errors import StorageError
+from facerecon.errors import InputImageError, StorageError
 from facerecon.io.s3 import S3Storage
 from facerecon.io.storage import COMPLETE, open_storage
 
@@ -42,6 +42,8 @@ def test_storage_round_trip_survives_503s(s3):
     st.write_bytes("x/y.bin", b"hello")
     assert [(e.key, e.size) for e in st.list()] == [("x/y.bin", 5)]
     assert st.read_bytes("x/y.bin") == b"hello"
+    with pytest.raises(InputImageError, match="larger than the limit"):
+        st.read_bytes("x/y.bin", max_bytes=4)
     assert st.exists("x/y.bin") and not st.exists("x/nope")
     assert proxy.failures() - before == 2  # the first two requests were refused and retried
     assert keys(client, "unit", "a/") == ["a/b/x/y.bin"]
