@@ -148,7 +148,8 @@ def _resume_path(out: Path) -> Path:
 
 
 def _config_key(params: Params) -> str:
-    keep = {k: v for k, v in asdict(params.pretrain).items() if k not in ("epochs", "max_minutes", "out")}
+    keep = {k: v for k, v in asdict(params.pretrain).items()
+            if k not in ("epochs", "max_minutes", "out", "supervised_out", "supervised_minutes")}
     return section_hash(params.ae_model) + ":" + str(sorted(keep.items()))
 
 
