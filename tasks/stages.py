@@ -39,6 +39,14 @@ def run_stage(stage: str, fn: Any, args: tuple) -> StageOut:
     return fn(*args)
 
 
+def _server_configured() -> bool:
+    """Tags cost a tag-concurrency round trip per task run (about 1 s on the ephemeral server's
+    SQLite on 2 cores). They only matter where a `gpu` limit can exist: on a configured server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
 def prefect_runner(stage: str, fn: Any, *args: Any) -> StageOut:
     """``facerecon.pipeline`` run-hook: each stage is a task run named and tagged after the stage.
 
@@ -50,7 +58,7 @@ def prefect_runner(stage: str, fn: Any, *args: Any) -> StageOut:
     done = finished(Path(args[root_index]), stage, keyfn(*args))
     if done is not None:
         return done
-    tags = ["facerecon", stage] + (["gpu"] if stage in GPU_STAGES else [])
+    tags = ["gpu"] if stage in GPU_STAGES and _server_configured() else []
     state = run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, fn, tuple(args),
                                                                                  return_state=True)
     out = state.result()
