@@ -9,10 +9,12 @@ then produces the aligned crop every later stage works on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,26 +53,51 @@ def _quiet_mediapipe() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
+    """mediapipe's C++ side prints absl warnings straight to fd 2 when a graph is built and first
+    run (before absl logging is initialised, no setting stops them); users should not see them."""
+    if not enabled or os.environ.get("FACERECON_MEDIAPIPE_LOGS"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class LandmarkDetector:
     """Thread-safe wrapper over mediapipe's face detector + face mesh (models ship in the wheel)."""
 
     def __init__(self, min_confidence: float = 0.5) -> None:
         _quiet_mediapipe()
-        import mediapipe as mp  # heavy import, only when aligning
+        with _native_stderr_silenced(True):
+            import mediapipe as mp  # heavy import, only when aligning
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence)
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=min(min_confidence, 0.5))
-        self._mesh_multi = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=8, refine_landmarks=False,
-            min_detection_confidence=min(min_confidence, 0.5))
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_confidence)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=min(min_confidence, 0.5))
+            self._mesh_multi = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=8, refine_landmarks=False,
+                min_detection_confidence=min(min_confidence, 0.5))
+        self._warm: set[str] = set()  # graphs that have run once (their first run prints warnings)
 
     def _detect_once(self, rgb: np.ndarray, ox: float = 0.0, oy: float = 0.0) -> list[Detection]:
         h, w = rgb.shape[:2]
-        with _MP_LOCK:
+        with _MP_LOCK, _native_stderr_silenced("detector" not in self._warm):
             res = self._detector.process(np.ascontiguousarray(rgb))
+            self._warm.add("detector")
         out = []
         for det in res.detections or []:
             bb = det.location_data.relative_bounding_box
@@ -97,8 +124,10 @@ class LandmarkDetector:
     def mesh(self, rgb: np.ndarray, multi: bool = False) -> list[np.ndarray]:
         """468×3 landmarks in pixels (x, y, z; z in x-pixels, smaller = closer), one array per face."""
         h, w = rgb.shape[:2]
-        with _MP_LOCK:
+        graph = "mesh_multi" if multi else "mesh"
+        with _MP_LOCK, _native_stderr_silenced(graph not in self._warm):
             res = (self._mesh_multi if multi else self._mesh).process(np.ascontiguousarray(rgb))
+            self._warm.add(graph)
         faces = []
         for lms in res.multi_face_landmarks or []:
             a = np.array([[p.x * w, p.y * h, p.z * w] for p in lms.landmark], dtype=np.float32)
