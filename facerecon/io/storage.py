@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerecon.errors import DestinationError, InputImageError, StorageError
-from facerecon.io.atomic import atomic_write_bytes, make_temp_dir
+from facerecon.io.atomic import atomic_write_bytes, make_temp_dir, pid_alive
 
 COMPLETE = "_complete.json"  # written last into a published face: present = the face is complete
 
@@ -214,20 +214,8 @@ def _remove_stale_temps(target: Path) -> None:
     """Temp siblings of ``target`` left by a killed run (their process is gone) are deleted."""
     for p in target.parent.glob(f".{glob.escape(target.name)}.*"):
         m = re.fullmatch(rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)(?:-.*)?", p.name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_storage(url: str, *, endpoint_url: str | None = None, create: bool = False):
