@@ -105,27 +105,25 @@ def ae_canonical_depth(image: np.ndarray, params: Params, out_size: int) -> np.n
     return F.interpolate(depth, size=(out_size, out_size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def frontal_depth_prior(sweep_dir: Path, p, size: int):
+def frontal_depth_prior(sweep_dir: Path, p, size: int, mask: np.ndarray):
     """The pose sweep's frontal depth (the offline ``invert`` proxy) in the AE's crop, as a
-    fine-tuning prior; None when the weight is 0 or the sweep backend wrote none (GAN sweeps)."""
+    fine-tuning prior on ``mask`` (the head, already in the AE's crop); None when the weight is 0
+    or the sweep backend wrote no frontal depth (GAN sweeps)."""
     import torch
+    from scipy.ndimage import gaussian_filter
 
     from facerecon.ae.finetune import DepthPrior
 
-    depth_path, mask_path = sweep_dir / "frontal_depth.npy", sweep_dir / "frontal_mask.png"
-    if p.depth_prior <= 0 or not depth_path.exists() or not mask_path.exists():
+    depth_path = sweep_dir / "frontal_depth.npy"
+    if p.depth_prior <= 0 or not depth_path.exists():
         return None
     depth = np.asarray(np.load(depth_path), dtype=np.float32)
-    mask = load_png(mask_path) > 127
-    from scipy.ndimage import gaussian_filter
-
     d = ae_input(np.repeat(depth[..., None], 3, axis=2), p.crop, size)[0].numpy()
-    m = crop_mask(mask, p.crop, size)
     # The crop is shown to the AE at the full field of view, i.e. 1/crop times larger across:
     # deepen the relief by the same factor so the face keeps its proportions.
-    ref = float(np.median(d[m])) if m.any() else float(np.median(d))
+    ref = float(np.median(d[mask])) if mask.any() else float(np.median(d))
     d = gaussian_filter(ref + (d - ref) / p.crop, 0.75)
-    return DepthPrior(depth=torch.from_numpy(d.astype(np.float32)), mask=torch.from_numpy(m).float(),
+    return DepthPrior(depth=torch.from_numpy(d.astype(np.float32)), mask=torch.from_numpy(mask).float(),
                       weight=p.depth_prior)
 
 
@@ -212,7 +210,10 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         profile_views = load_views(profile.path)
         used = sweep_views + (profile_views if p.use_profiles else [])
         views = torch.stack([ae_input(v.image, p.crop, size) for v in used]) if used else front[None]
-        prior = frontal_depth_prior(sweep.path, p, size)
+        mask_path = sweep.path / "frontal_mask.png"
+        head = load_png(mask_path) > 127 if mask_path.exists() else face.mask
+        head_crop = crop_mask(head, p.crop, size)
+        prior = frontal_depth_prior(sweep.path, p, size, head_crop) if mask_path.exists() else None
         nets, result = fit_face(base, model_params, front, views, steps=p.steps, lr=p.lr, batch_size=p.batch_size,
                                 perceptual=p.perceptual, seed=params.seed, progress=progress, params=params,
                                 prior=prior)
@@ -240,9 +241,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
                 side = "left" if v.yaw < 0 else "right"
                 save_npy(d / f"albedo_{side}.npy", a.astype(np.float32))
                 save_png(d / f"albedo_{side}.png", a)
-        mask_path = sweep.path / "frontal_mask.png"
-        head = load_png(mask_path) > 127 if mask_path.exists() else face.mask
-        save_npy(d / "mask.npy", crop_mask(head, p.crop, size))
+        save_npy(d / "mask.npy", head_crop)
         hull_path = sweep.path / "frontal_face_mask.png"  # the landmark hull: forehead top = hairline
         hull = load_png(hull_path) > 127 if hull_path.exists() else head
         save_npy(d / "face_mask.npy", crop_mask(hull, p.crop, size))
