@@ -42,6 +42,13 @@ def test_overrides_and_types():
     assert hash(p)  # frozen and hashable
 
 
+def test_exponent_without_dot_is_a_number():
+    # YAML 1.1 reads 5e-4 as the string "5e-4"; a float setting must still take it
+    assert load_params(None, ["pretrain.lr=5e-4"]).pretrain.lr == pytest.approx(5e-4)
+    with pytest.raises(ConfigError, match="pretrain.lr: expected a number"):
+        load_params(None, ["pretrain.lr=5e-4x"])
+
+
 def test_section_hash_changes_only_with_its_section():
     a, b = Params(), load_params(None, ["ae_optimize.steps=3"])
     assert section_hash(a.align) == section_hash(b.align)
