@@ -25,6 +25,7 @@ from facerecon.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: E
 from tasks.bench import (  # noqa: E402
     baseline_task,
     checkpoint_variant_task,
+    examples_task,
     pipeline_variants_task,
     pretrain_task,
     synth_task,
@@ -99,6 +100,7 @@ def evaluate_flow(params: Params) -> dict[str, float]:
         frame.to_parquet(buf, index=False)
         atomic_write_bytes(out / name, buf.getvalue())
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2) + "\n")
+    examples_task(params, names, out / "examples.png")
     _publish_table(table)
     return timings
 

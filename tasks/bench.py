@@ -95,6 +95,34 @@ def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) ->
     return per_image, time.perf_counter() - t0
 
 
+@task(name="examples", cache_policy=NONE)
+def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> str:
+    """reports/eval/examples.png: the first ``n`` test faces under every variant, shaded."""
+    from facerecon.ae.train import load_checkpoint
+    from facerecon.bench.datasets import SynthDataset
+    from facerecon.bench.examples import plot_examples
+    from facerecon.bench.protocol import baseline_predictors
+    from facerecon.bench.variants import PIPELINE_VARIANTS, ae_predictor, pipeline_depths
+
+    e = params.evaluate
+    ds = SynthDataset(Path(e.dataset_path) / "test")
+    batch = ds.batch(slice(0, min(n, len(ds))))
+    images, preds = batch["image"], {}
+    baselines = baseline_predictors(Path(e.dataset_path) / "train")
+    pipes = tuple(v for v in names if v in PIPELINE_VARIANTS)
+    piped = pipeline_depths(params.pretrain.out, params, images, pipes) if pipes else {}
+    for name in names:
+        if name in baselines:
+            preds[name] = baselines[name](images)
+        elif name in piped:
+            preds[name] = piped[name]
+        else:
+            ckpt = params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
+            nets, mp, _ = load_checkpoint(ckpt)
+            preds[name] = ae_predictor(nets, mp)(images)
+    return str(plot_examples(images, batch["depth"], batch["mask"], preds, path, fov=ds.camera["fov"]))
+
+
 def with_section(params: Params, section: str, **changes: Any) -> Params:
     """``params`` with some keys of one section replaced."""
     return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **changes)})

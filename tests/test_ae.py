@@ -41,7 +41,7 @@ def test_parameter_count_grows_with_width():
     small = count_parameters(build_nets(AeModelParams(width=4, zdim=16, image_size=64)))
     default = count_parameters(build_nets(AeModelParams()))
     assert small < default
-    assert 3e6 < default < 6e6  # width 16: ~4.3M parameters over depth/albedo/light/view/confidence
+    assert 3e6 < default < 6e6  # width 16: ~4.1M parameters over depth/albedo/light/view/confidence
 
 
 def test_depth_stays_in_range_with_border():
@@ -127,6 +127,23 @@ def test_checkpoint_roundtrip_fp16(tmp_path):
     with torch.no_grad():
         a, b = view_depth(nets.eval(), TINY, x), view_depth(loaded, TINY, x)
     assert float((a - b).abs().max()) < 2e-3  # fp16 storage
+
+
+def test_decoder_upsampling_choice_and_checkpoints_from_before_it(tmp_path):
+    def has_deconv(net):
+        return any(isinstance(m, torch.nn.ConvTranspose2d) and m.stride == (2, 2) for m in net.decoder.modules())
+
+    resize, deconv = tiny_nets(), tiny_nets(p=dataclasses.replace(TINY, upsample="deconv"))
+    assert not has_deconv(resize.depth) and not has_deconv(resize.albedo)
+    assert has_deconv(deconv.depth) and has_deconv(deconv.albedo)
+    assert decompose(resize, TINY, face_images(2)).canon_depth.shape == (4, 32, 32)
+    # a checkpoint written before `upsample` existed holds Unsup3D's transposed convolutions
+    path = save_checkpoint(tmp_path / "old.pt", deconv, dataclasses.replace(TINY, upsample="deconv"), meta={})
+    blob = torch.load(path, weights_only=True)
+    del blob["config"]["ae_model"]["upsample"]
+    torch.save(blob, path)
+    loaded, mp, _ = load_checkpoint(path)
+    assert mp.upsample == "deconv" and has_deconv(loaded.depth)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not_torch", "wrong_shape", "no_config"])

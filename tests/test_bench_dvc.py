@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -66,6 +67,14 @@ def test_repro_writes_every_output(repo):
     for png in ("side_mad.png", "subgroups.png"):
         with Image.open(repo / "reports/plots" / png) as im:
             assert im.size[0] > 300 and im.size[1] > 200
+    assert "![examples](eval/examples.png)" in md
+    with Image.open(repo / "reports/eval/examples.png") as im:
+        grid = np.asarray(im.convert("L"), dtype=np.float64)[16:]  # below the header of names
+    tile = grid.shape[1] // (len(VARIANTS) + 2)  # image, ground truth, every variant
+    assert grid.shape[0] % tile == 0 and grid.shape[0] // tile == 6
+    truth, flat = grid[:, tile:2 * tile], grid[:, 2 * tile:3 * tile]  # VARIANTS[0] is "constant"
+    assert truth.std() > 20  # the shaded ground truth shows a shape
+    assert flat[flat > 0].std() < 1.0  # a flat map shades to one grey
 
 
 def test_metrics_show_and_second_repro_does_nothing(repo):

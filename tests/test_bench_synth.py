@@ -72,6 +72,27 @@ def test_positive_yaw_turns_the_nose_to_the_image_left():
     assert cols[0] < 23 < cols[1]
 
 
+def test_the_autoencoders_warp_explains_the_set_exactly():
+    # the AE's renderer, given the true canonical depth and viewpoint, must reproduce the true
+    # view depth: otherwise no amount of training could reach the ground truth
+    from facerecon.render.warp import warp_canonical_to_view
+
+    params = replace(SMALL, image_size=64)
+    fp = face_model.sample_params(6, np.random.default_rng(8))
+    rp = synth.sample_render_params(6, np.random.default_rng(9), params)
+    out = synth.render_from_params(fp, rp, params)
+    gt, mask = torch.from_numpy(out["depth"]), torch.from_numpy(out["mask"])
+    canon = torch.from_numpy(out["canon_depth"])
+
+    def scored(view):
+        _, seen, depth = warp_canonical_to_view(torch.zeros(6, 3, 64, 64), canon, view, params.fov)
+        return metrics.evaluate_depths(torch.where(seen, depth, torch.tensor(1.2)), gt, mask)
+
+    right, mirrored = scored(synth.view_vectors(rp)), scored(synth.view_vectors(rp) * torch.tensor([1, -1, 1, 1, 1, 1.0]))
+    assert right["side"].mean() < 3e-4 and right["mad_exact"].mean() < 2.0
+    assert mirrored["side"].mean() > 10 * right["side"].mean()  # the yaw convention matters
+
+
 def test_renders_vary_enough_that_trivial_depths_score_badly():
     out = _render(24, 7)
     gt, mask = torch.from_numpy(out["depth"]), torch.from_numpy(out["mask"])

@@ -4,7 +4,9 @@ Layer for layer the structure of Wu et al. (CVPR 2020): an encoder–decoder wit
 canonical depth and albedo, small encoders for light and viewpoint, and an encoder–decoder for
 the two confidence maps (full resolution for the L1 loss, quarter resolution for the perceptual
 loss). Unsup3D uses ``width`` 64 for depth/albedo/confidence and 32 for light/view; ``width``
-here scales all of them together so the CPU default can be small (see ``params.yaml``).
+here scales all of them together so the CPU default can be small (see ``params.yaml``), and
+``upsample`` chooses Unsup3D's transposed convolutions or resize-convolutions in the depth and
+albedo decoders.
 Input images are in [-1, 1] and must be a multiple of 16 pixels square (64 is the reference).
 """
 
@@ -45,7 +47,7 @@ class Encoder(nn.Module):
 class EDDeconv(nn.Module):
     """Image → image-sized map (canonical depth: 1 channel, no activation; albedo: 3, tanh)."""
 
-    def __init__(self, cin: int, cout: int, zdim: int, nf: int, activation: bool) -> None:
+    def __init__(self, cin: int, cout: int, zdim: int, nf: int, activation: bool, upsample: str = "deconv") -> None:
         super().__init__()
         lrelu = nn.LeakyReLU(0.2, inplace=True)
         self.encoder = nn.Sequential(
@@ -61,8 +63,10 @@ class EDDeconv(nn.Module):
             nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False), nn.ReLU(inplace=True),
         ]
         for cin_, cout_, mult in ((nf * 8, nf * 4, 4), (nf * 4, nf * 2, 2), (nf * 2, nf, 1)):
+            up: list[nn.Module] = ([nn.ConvTranspose2d(cin_, cout_, 4, 2, 1, bias=False)] if upsample == "deconv" else
+                                   [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin_, cout_, 3, 1, 1, bias=False)])
             layers += [
-                nn.ConvTranspose2d(cin_, cout_, 4, 2, 1, bias=False), _gn(cout_, mult), nn.ReLU(inplace=True),
+                *up, _gn(cout_, mult), nn.ReLU(inplace=True),
                 nn.Conv2d(cout_, cout_, 3, 1, 1, bias=False), _gn(cout_, mult), nn.ReLU(inplace=True),
             ]
         layers += [
@@ -149,8 +153,8 @@ def build_nets(p: AeModelParams) -> AeNets:
         raise ConfigError(f"ae_model.image_size: {p.image_size} is not a multiple of 16")
     s = net_shape(p)
     return AeNets(
-        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False),
-        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True),
+        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False, upsample=p.upsample),
+        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True, upsample=p.upsample),
         light=Encoder(3, 4, s.nf_small),
         view=Encoder(3, 6, s.nf_small),
         conf=ConfNet(3, max(s.zdim // 2, 8), s.nf),

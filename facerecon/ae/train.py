@@ -56,7 +56,8 @@ def _model_params_from(config: Any, path: Path) -> AeModelParams:
     if not isinstance(config, dict) or not isinstance(config.get("ae_model"), dict):
         raise CheckpointError(f"{path}: no ae_model config inside (not a facerecon AE checkpoint)")
     known = {f.name for f in fields(AeModelParams)}
-    raw = config["ae_model"]
+    raw = dict(config["ae_model"])
+    raw.setdefault("upsample", "deconv")  # written before the option existed: Unsup3D's decoders
     unknown = sorted(set(raw) - known)
     if unknown:
         raise CheckpointError(f"{path}: unknown ae_model keys {unknown} (written by a newer facerecon?)")

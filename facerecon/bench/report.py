@@ -103,9 +103,12 @@ def write_report(per_image: pd.DataFrame, table: pd.DataFrame, subgroups: np.nda
              "plot_subgroups": plot_subgroups(per_image, subgroups, out / "plots" / "subgroups.png")}
     atomic_write_text(paths["metrics"], json.dumps(summary_metrics(table), indent=2, sort_keys=True) + "\n")
     times = "\n".join(f"| {k} | {v:.1f} |" for k, v in timings.items())
+    examples = ("The first test faces, each depth shaded with the same light (ground truth, then every "
+                "variant):\n\n![examples](eval/examples.png)\n\n") if (out / "eval" / "examples.png").is_file() else ""
     md = (f"# Benchmark: SIDE / MAD on the synthetic face set\n\n{setup}\n\n## Our results\n\n"
           f"{markdown_table(table)}\n{int(table['subgroups'].max())} subgroup means per cell.\n\n"
           "![SIDE and MAD per variant](plots/side_mad.png)\n\n![subgroup spread](plots/subgroups.png)\n\n"
+          f"{examples}"
           f"## Variants\n\n{VARIANT_NOTES}\n## The thesis's numbers (BFM), for comparison\n\n{THESIS_TABLES}\n"
           "Our set is the project's own synthetic morphable faces (or a user's BFM file, `synth.source`), "
           "so absolute numbers are not interchangeable with the thesis's; the ratios between variants are "
