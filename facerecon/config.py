@@ -208,10 +208,10 @@ class AeModelParams:
     xy_translation_range: float = opt(0.1, min=0.0, max=1.0)
     z_translation_range: float = opt(0.0, min=0.0, max=1.0)
     border_depth: float = opt(1.07, min=0.01, max=100.0, help="depth pushed to image borders (Unsup3D)")
-    upsample: str = opt("resize", choices=("resize", "deconv"),
+    upsample: str = opt("deconv", choices=("deconv", "resize"),
                         help="depth/albedo decoder upsampling: 'deconv' is Unsup3D's 4×4 stride-2 transposed "
-                             "convolution; 'resize' (nearest ×2 then 3×3 conv) has no checkerboard pattern, "
-                             "which short CPU training never trains away and which normals amplify")
+                             "convolution, whose checkerboard pattern short CPU training does not train away "
+                             "(normals amplify it); 'resize' (nearest ×2, then 3×3 conv) has none")
 
 
 @dataclass(frozen=True)
