@@ -69,6 +69,7 @@ def pretrain_flow(params: Params) -> dict:
 def evaluate_flow(params: Params) -> dict[str, float]:
     """Every variant on the test split → reports/eval/{per_image,metrics_table}.parquet + timings."""
     from facerecon.bench.protocol import aggregate, make_subgroups
+    from facerecon.bench.variants import checkpoint_path
 
     names = check_variants(params)
     e, timings = params.evaluate, {}
@@ -78,7 +79,7 @@ def evaluate_flow(params: Params) -> dict[str, float]:
         frame, timings["baselines"] = baseline_task(params, base)
         frames.append(frame)
     for name in (n for n in names if n in CHECKPOINTS):
-        ckpt = params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
+        ckpt = checkpoint_path(params, name)
         if not Path(ckpt).is_file():
             raise ConfigError(f"evaluate.variants: {name!r} needs the checkpoint {ckpt}; run the pretrain stage")
         frame, timings[name] = checkpoint_variant_task(params, name, ckpt)

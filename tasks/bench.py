@@ -102,7 +102,7 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
     from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.examples import plot_examples
     from facerecon.bench.protocol import baseline_predictors
-    from facerecon.bench.variants import PIPELINE_VARIANTS, ae_predictor, pipeline_depths
+    from facerecon.bench.variants import PIPELINE_VARIANTS, ae_predictor, checkpoint_path, pipeline_depths
 
     e = params.evaluate
     ds = SynthDataset(Path(e.dataset_path) / "test")
@@ -117,8 +117,7 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
         elif name in piped:
             preds[name] = piped[name]
         else:
-            ckpt = params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
-            nets, mp, _ = load_checkpoint(ckpt)
+            nets, mp, _ = load_checkpoint(checkpoint_path(params, name))
             preds[name] = ae_predictor(nets, mp)(images)
     return str(plot_examples(images, batch["depth"], batch["mask"], preds, path, fov=ds.camera["fov"]))
 

@@ -47,6 +47,11 @@ PIPELINE_VARIANTS: dict[str, tuple[bool, bool, bool]] = {
 CHECKPOINT_VARIANTS = ("ae_only", "supervised")
 
 
+def checkpoint_path(params: Params, name: str) -> str:
+    """The checkpoint a variant of :data:`CHECKPOINT_VARIANTS` scores (the pretrain stage's outputs)."""
+    return params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
+
+
 def far_depth(mp: AeModelParams) -> float:
     """Unsup3D's far clamp: pixels at or beyond it are not scored."""
     return mp.max_depth + (mp.max_depth - mp.min_depth) / 2
