@@ -13,11 +13,13 @@ Needs the synthetic set (``python -m flows.benchmark synth``). One JSON line per
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facerecon.ae.train import load_checkpoint, pretrain
@@ -35,6 +37,29 @@ def score(predict, dataset: SynthDataset, faces: int) -> dict[str, float]:
             "mad_exact": round(float(frame["mad_exact"].mean()), 3)}
 
 
+def yaw_correlation(nets, mp, dataset: SynthDataset, faces: int) -> float:
+    """Pearson correlation of the predicted and true yaw: does the viewpoint network see the pose?"""
+    from facerecon.ae.model import predict
+
+    with torch.no_grad():
+        yaw = predict(nets, mp, dataset.batch(slice(0, faces))["image"])["view"][:, 1].numpy()
+    return round(float(np.corrcoef(yaw, dataset.true_views()[:faces, 1])[0, 1]), 3)
+
+
+def table(path: Path) -> str:
+    """The log as a markdown table (one row per run, newest last)."""
+    lines = ["| label | overrides | threads | minutes | steps | s/step | AE SIDE ×10⁻² | AE MAD ° | yaw corr | "
+             "mean-shape SIDE / MAD |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for raw in path.read_text().splitlines():
+        r = json.loads(raw)
+        sec = r.get("total_seconds") or r["train_seconds"]
+        lines.append(f"| {r['label']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['threads']} | "
+                     f"{r['minutes']:g} | {r['steps']} | {sec / max(r['steps'], 1):.2f} | {r['ae_only']['side']:.3f} | "
+                     f"{r['ae_only']['mad']:.2f} | {r.get('yaw_corr', '')} | "
+                     f"{r['mean_shape']['side']:.3f} / {r['mean_shape']['mad']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=8.0, help="training time per run")
@@ -44,7 +69,11 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default="benchmarks/results/ae_convergence.jsonl")
     ap.add_argument("--keep", default="", help="write the checkpoint here (and resume from here)")
+    ap.add_argument("--table", action="store_true", help="print the log as a markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.out)), end="")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +90,9 @@ def main() -> None:
     row = {"label": args.label, "overrides": args.set, "minutes": args.minutes, "threads": torch.get_num_threads(),
            "ae_model": {"width": mp.width, "upsample": mp.upsample}, "steps": meta["steps"], "train_seconds": round(seconds, 1), "total_seconds": meta["seconds"], "faces": args.faces,
            "ae_only": score(ae_predictor(nets, mp), test, args.faces),
+           "yaw_corr": yaw_correlation(nets, mp, test, args.faces),
+           "ae_config": {k: v for k, v in dataclasses.asdict(mp).items()},
+           "pretrain_config": dataclasses.asdict(params.pretrain),
            "mean_shape": score(mean_shape_predictor(Path(params.pretrain.dataset_path) / "train"), test, args.faces),
            "last_loss": meta["history"][-1]["loss"] if meta["history"] else None}
     print(json.dumps(row))

@@ -208,10 +208,15 @@ class AeModelParams:
     xy_translation_range: float = opt(0.1, min=0.0, max=1.0)
     z_translation_range: float = opt(0.0, min=0.0, max=1.0)
     border_depth: float = opt(1.07, min=0.01, max=100.0, help="depth pushed to image borders (Unsup3D)")
-    upsample: str = opt("deconv", choices=("deconv", "resize"),
+    upsample: str = opt("resize", choices=("deconv", "resize"),
                         help="depth/albedo decoder upsampling: 'deconv' is Unsup3D's 4×4 stride-2 transposed "
                              "convolution, whose checkerboard pattern short CPU training does not train away "
                              "(normals amplify it); 'resize' (nearest ×2, then 3×3 conv) has none")
+    norm_group_size: int = opt(4, min=0, max=64, help="channels per GroupNorm group (Unsup3D: 64 channels in "
+                               "16 groups = 4); 0 = the old rule, min(16·mult, C) groups, which is one channel "
+                               "per group (an InstanceNorm) at width ≤ 16")
+    encoder_width: int = opt(32, min=0, max=256, help="base width of the light and viewpoint encoders (Unsup3D: "
+                             "32); 0 = the old rule, width // 2")
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,9 @@ class SynthParams:
     workers: int = opt(1, min=1, max=64, help="render processes (the data do not depend on it)")
     seed: int = opt(0, min=0)
     out_dir: str = opt("data/synth")
+    views_per_face: int = opt(1, min=1, max=64, help="train split only: each identity rendered at this many "
+                              "random poses/lights, consecutive in the split (images k·V … k·V+V-1 are one "
+                              "face), for multi-view pretraining; a divisor of 64; val/test stay one view each")
 
 
 @dataclass(frozen=True)
@@ -250,7 +258,19 @@ class PretrainParams:
     epochs: int = opt(15, min=1, max=10000)
     batch_size: int = opt(64, min=1, max=4096)
     lr: float = opt(1e-4, min=1e-8, max=1.0)
-    supervised: bool = opt(False, help="train depth with ground truth (the upper-bound variant)")
+    supervised: bool = opt(False, help="train depth with ground truth (the upper-bound variant): canonical "
+                           "depth, viewpoint, view depth and its normals against the synthetic set's truth")
+    multi_view: bool = opt(True, help="with a multi-view set (synth.views_per_face > 1) every image is "
+                           "reconstructed from the canonical depth and albedo of another view of the same "
+                           "face, so depth and viewpoint must agree across views; off: Unsup3D's single view")
+    flip_augment: float = opt(0.5, min=0.0, max=1.0, help="probability of mirroring a training face (Unsup3D: "
+                              "0.5); all views of one face together")
+    zero_init_heads: bool = opt(True, help="start the depth, light and viewpoint outputs at zero: a flat face "
+                                "seen frontally under a neutral light, instead of PyTorch's random init (a random "
+                                "viewpoint per image that the warp must first unlearn)")
+    lam_depth_smooth: float = opt(0.0, min=0.0, help="weight of a second-difference smoothness term on the "
+                                  "canonical depth (in depth-range units; removes the checkerboard that "
+                                  "central-difference normals cannot see)")
     max_minutes: float = opt(45.0, min=0.0, help="stop (resumably) after this wall time; 0 = no limit")
     perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
                           help="perceptual loss features, as ae_optimize.perceptual")
@@ -267,7 +287,10 @@ class EvaluateParams:
     n_subgroups: int = opt(10, min=1)
     subgroup_size: int = opt(100, min=1)
     repeats: int = opt(10, min=1)
-    variants: list = opt(["constant", "mean_shape", "ae_only", "ae_profile", "ae_sweep", "full", "supervised"])
+    variants: list = opt(["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep",
+                          "full", "oracle_views", "supervised", "product"])
+    product_faces: int = opt(100, min=10, help="the `product` variant (the whole offline pipeline, ~15 s a face) "
+                             "runs on the first this many test faces; its table compares every variant on them")
     finetune_steps: int = opt(4, min=0, help="per-face fine-tuning steps of the pipeline variants")
     finetune_batch_size: int = opt(4, min=1, max=64, help="views per fine-tuning step of the pipeline variants")
     workers: int = opt(2, min=1, max=256, help="processes for the per-face pipeline variants (results do not "

@@ -26,16 +26,18 @@ from tasks.bench import (  # noqa: E402
     baseline_task,
     checkpoint_variant_task,
     examples_task,
+    landmarks_task,
     pipeline_variants_task,
     pretrain_task,
+    product_task,
     synth_task,
     with_section,
 )
 
 BASELINES = ("constant", "mean_depth", "mean_shape")
 CHECKPOINTS = ("ae_only", "supervised")
-PIPELINES = ("ae_profile", "ae_sweep", "full")
-KNOWN_VARIANTS = BASELINES + CHECKPOINTS + PIPELINES
+PIPELINES = ("ae_profile", "ae_sweep", "full", "oracle_views")
+KNOWN_VARIANTS = BASELINES + ("landmarks",) + CHECKPOINTS + PIPELINES + ("product",)
 
 
 def eval_dir(params: Params) -> Path:
@@ -78,6 +80,9 @@ def evaluate_flow(params: Params) -> dict[str, float]:
     if base:
         frame, timings["baselines"] = baseline_task(params, base)
         frames.append(frame)
+    if "landmarks" in names:
+        frame, timings["landmarks"], found = landmarks_task(params)
+        frames.append(frame.assign(detected_faces=found["detected"]))
     for name in (n for n in names if n in CHECKPOINTS):
         ckpt = checkpoint_path(params, name)
         if not Path(ckpt).is_file():
@@ -96,7 +101,13 @@ def evaluate_flow(params: Params) -> dict[str, float]:
     subgroups = make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, e.repeats, e.seed)
     table = aggregate(per_image, subgroups)
     out = eval_dir(params)
-    for name, frame in (("per_image.parquet", per_image), ("metrics_table.parquet", table)):
+    written = [("per_image.parquet", per_image), ("metrics_table.parquet", table)]
+    if "product" in names:
+        product, timings["product"] = product_task(params)
+        written.append(("product_table.parquet", product_table(per_image, product, e)))
+        per_image = pd.concat([per_image, product], ignore_index=True)
+        written[0] = ("per_image.parquet", per_image)
+    for name, frame in written:
         buf = pd.io.common.BytesIO()
         frame.to_parquet(buf, index=False)
         atomic_write_bytes(out / name, buf.getvalue())
@@ -104,6 +115,15 @@ def evaluate_flow(params: Params) -> dict[str, float]:
     examples_task(params, names, out / "examples.png")
     _publish_table(table)
     return timings
+
+
+def product_table(per_image: pd.DataFrame, product: pd.DataFrame, e) -> pd.DataFrame:
+    """Every variant and `product` on the faces `product` ran on: 10 subgroups × n/10, e.repeats."""
+    from facerecon.bench.protocol import aggregate, make_subgroups
+
+    n = int(product["face"].max()) + 1
+    both = pd.concat([per_image[per_image["face"] < n], product], ignore_index=True)
+    return aggregate(both, make_subgroups(n, 10, n // 10, e.repeats, e.seed))
 
 
 def _publish_table(table: pd.DataFrame) -> None:
@@ -128,7 +148,9 @@ def report_flow(params: Params) -> dict[str, str]:
     if not (src / "metrics_table.parquet").is_file():
         raise ConfigError(f"{src}: no evaluation results; run the evaluate stage first")
     per_image = pd.read_parquet(src / "per_image.parquet")
+    per_image = per_image[per_image["variant"] != "product"]  # scored on a subset: its own table
     table = pd.read_parquet(src / "metrics_table.parquet")
+    product = pd.read_parquet(src / "product_table.parquet") if (src / "product_table.parquet").is_file() else None
     e = params.evaluate
     timings = json.loads((src / "timings.json").read_text()) if (src / "timings.json").is_file() else {}
     stage_times = Path(e.out_dir) / "stage_times.json"
@@ -138,7 +160,7 @@ def report_flow(params: Params) -> dict[str, str]:
              f"(seed {e.seed}); AE {params.ae_model.width}-wide at {params.ae_model.image_size} px; pipeline "
              f"variants fine-tune {e.finetune_steps} steps × {e.finetune_batch_size} views per face.")
     subgroups = make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, e.repeats, e.seed)
-    paths = write_report(per_image, table, subgroups, e.out_dir, timings=timings, setup=setup)
+    paths = write_report(per_image, table, subgroups, e.out_dir, timings=timings, setup=setup, product=product)
     _publish_table(table)
     return {k: str(v) for k, v in paths.items()}
 

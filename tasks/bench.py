@@ -44,39 +44,71 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _protocol(params: Params, predictors: dict) -> Any:
+    from facerecon.bench.protocol import run_protocol
+
+    e = params.evaluate
+    per_image, _ = run_protocol(predictors, Path(e.dataset_path) / "test", n_faces=e.n_faces,
+                                n_subgroups=e.n_subgroups, subgroup_size=e.subgroup_size, repeats=e.repeats,
+                                seed=e.seed, batch_size=e.batch_size)
+    return per_image
+
+
 @task(name="baselines", cache_policy=NONE)
 def baseline_task(params: Params, names: list[str]) -> tuple[Any, float]:
-    from facerecon.bench.protocol import baseline_predictors, run_protocol
+    from facerecon.bench.protocol import baseline_predictors
+
+    t0 = time.perf_counter()
+    preds = baseline_predictors(Path(params.evaluate.dataset_path) / "train")
+    return _protocol(params, {n: preds[n] for n in names}), time.perf_counter() - t0
+
+
+@task(name="landmarks", cache_policy=NONE)
+def landmarks_task(params: Params) -> tuple[Any, float, dict[str, int]]:
+    """The offline invert proxy (mediapipe landmarks → dense depth) on every test render."""
+    from facerecon.bench.variants import LandmarkPredictor, far_depth
+
+    t0 = time.perf_counter()
+    pred = LandmarkPredictor(params.ae_model.fov, far_depth(params.ae_model))
+    per_image = _protocol(params, {"landmarks": pred})
+    return per_image, time.perf_counter() - t0, {"detected": pred.detected, "faces": pred.faces}
+
+
+@task(name="product", cache_policy=NONE, tags=["gpu"])
+def product_task(params: Params) -> tuple[Any, float]:
+    """The default offline pipeline on the first ``evaluate.product_faces`` test renders."""
+    from facerecon.bench.datasets import SynthDataset
+    from facerecon.bench.product import product_depths
+    from facerecon.bench.protocol import per_image_metrics
+    from facerecon.bench.variants import far_depth, lookup_predictor
 
     t0 = time.perf_counter()
     e = params.evaluate
-    preds = baseline_predictors(Path(e.dataset_path) / "train")
-    per_image, _ = run_protocol({n: preds[n] for n in names}, Path(e.dataset_path) / "test", n_faces=e.n_faces,
-                                n_subgroups=e.n_subgroups, subgroup_size=e.subgroup_size, repeats=e.repeats,
-                                seed=e.seed, batch_size=e.batch_size)
-    return per_image, time.perf_counter() - t0
+    ds = SynthDataset(Path(e.dataset_path) / "test")
+    n = min(e.product_faces, len(ds))
+    images = ds.batch(slice(0, n))["image"]
+    with tqdm(desc="product (facerecon run)", total=n, unit="face") as b:
+        depths = product_depths(params, images, far_depth(params.ae_model), workers=e.workers, on_chunk=b.update)
+    frame = per_image_metrics(lookup_predictor(images, depths, "product"), ds, n, name="product")
+    frame.insert(0, "variant", "product")
+    return frame, time.perf_counter() - t0
 
 
 @task(name="checkpoint-variant", cache_policy=NONE, tags=["gpu"])
 def checkpoint_variant_task(params: Params, name: str, checkpoint: str) -> tuple[Any, float]:
     from facerecon.ae.train import load_checkpoint
-    from facerecon.bench.protocol import run_protocol
     from facerecon.bench.variants import ae_predictor
 
     t0 = time.perf_counter()
-    e = params.evaluate
     nets, mp, _ = load_checkpoint(checkpoint)
-    per_image, _ = run_protocol({name: ae_predictor(nets, mp)}, Path(e.dataset_path) / "test", n_faces=e.n_faces,
-                                n_subgroups=e.n_subgroups, subgroup_size=e.subgroup_size, repeats=e.repeats,
-                                seed=e.seed, batch_size=e.batch_size)
-    return per_image, time.perf_counter() - t0
+    return _protocol(params, {name: ae_predictor(nets, mp)}), time.perf_counter() - t0
 
 
 @task(name="pipeline-variants", cache_policy=NONE, tags=["gpu"])
 def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) -> tuple[Any, float]:
     """The per-face pipeline variants, all faces precomputed (in parallel), then scored."""
     from facerecon.bench.datasets import SynthDataset
-    from facerecon.bench.protocol import check_faces, run_protocol
+    from facerecon.bench.protocol import check_faces
     from facerecon.bench.variants import lookup_predictor, pipeline_depths
 
     t0 = time.perf_counter()
@@ -87,12 +119,9 @@ def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) ->
     images = ds.batch(slice(0, e.n_faces))["image"]
     with tqdm(desc="pipeline variants", total=e.n_faces, unit="face") as b:
         depths = pipeline_depths(checkpoint, params, images, tuple(names), workers=e.workers,
-                                 on_chunk=b.update)
+                                 on_chunk=b.update, split_dir=test)
     preds = {n: lookup_predictor(images, depths[n], n) for n in names}
-    per_image, _ = run_protocol(preds, test, n_faces=e.n_faces, n_subgroups=e.n_subgroups,
-                                subgroup_size=e.subgroup_size, repeats=e.repeats, seed=e.seed,
-                                batch_size=e.batch_size)
-    return per_image, time.perf_counter() - t0
+    return _protocol(params, preds), time.perf_counter() - t0
 
 
 @task(name="examples", cache_policy=NONE)
@@ -102,7 +131,14 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
     from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.examples import plot_examples
     from facerecon.bench.protocol import baseline_predictors
-    from facerecon.bench.variants import PIPELINE_VARIANTS, ae_predictor, checkpoint_path, pipeline_depths
+    from facerecon.bench.variants import (
+        PIPELINE_VARIANTS,
+        LandmarkPredictor,
+        ae_predictor,
+        checkpoint_path,
+        far_depth,
+        pipeline_depths,
+    )
 
     e = params.evaluate
     ds = SynthDataset(Path(e.dataset_path) / "test")
@@ -110,10 +146,17 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
     images, preds = batch["image"], {}
     baselines = baseline_predictors(Path(e.dataset_path) / "train")
     pipes = tuple(v for v in names if v in PIPELINE_VARIANTS)
-    piped = pipeline_depths(params.pretrain.out, params, images, pipes) if pipes else {}
+    piped = pipeline_depths(params.pretrain.out, params, images, pipes,
+                            split_dir=Path(e.dataset_path) / "test") if pipes else {}
     for name in names:
         if name in baselines:
             preds[name] = baselines[name](images)
+        elif name == "landmarks":
+            preds[name] = LandmarkPredictor(params.ae_model.fov, far_depth(params.ae_model))(images)
+        elif name == "product":
+            from facerecon.bench.product import ProductPredictor
+
+            preds[name] = ProductPredictor(params, far_depth(params.ae_model))(images)
         elif name in piped:
             preds[name] = piped[name]
         else:

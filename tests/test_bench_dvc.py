@@ -24,8 +24,11 @@ TINY = ["synth.n_train=48", "synth.n_val=4", "synth.n_test=24", "pretrain.epochs
         "pretrain.supervised_minutes=0.01", "pretrain.perceptual=none", "ae_optimize.perceptual=none",
         "ae_model.width=4", "ae_model.zdim=16", "evaluate.n_faces=24", "evaluate.n_subgroups=3",
         "evaluate.subgroup_size=8", "evaluate.repeats=2", "evaluate.finetune_steps=1", "evaluate.workers=1",
-        "evaluate.variants=[constant,mean_depth,mean_shape,ae_only,ae_profile,ae_sweep,full,supervised]"]
-VARIANTS = ["constant", "mean_depth", "mean_shape", "ae_only", "ae_profile", "ae_sweep", "full", "supervised"]
+        "evaluate.product_faces=10",
+        "evaluate.variants=[constant,mean_depth,mean_shape,landmarks,ae_only,ae_profile,ae_sweep,full,oracle_views,"
+        "supervised,product]"]
+VARIANTS = ["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep", "full",
+            "oracle_views", "supervised", "product"]
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:

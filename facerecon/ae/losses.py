@@ -161,9 +161,42 @@ def reconstruction_loss(dec: Decomposition, images01: Tensor, features: VggFeatu
     return total, parts
 
 
-def depth_supervision_loss(dec: Decomposition, gt_depth: Tensor, gt_mask: Tensor, depth_span: float) -> Tensor:
-    """L1 between predicted and true view depth on the face, in units of the depth range
-    (the `supervised` upper-bound variant adds this to the reconstruction loss)."""
-    b = dec.batch
-    m = gt_mask * dec.recon_mask[:b, 0]
-    return ((dec.recon_depth[:b] - gt_depth).abs() * m).sum() / m.sum().clamp_min(1.0) / max(depth_span, 1e-6)
+def depth_smoothness_loss(canon_depth: Tensor, depth_span: float) -> Tensor:
+    """Mean |second difference| of the canonical depth along rows and columns, in depth-range units.
+
+    A second difference is zero on planes and small on a face's curvature but large on a period-2
+    checkerboard, which central-difference normals (and so the photometric loss) do not see.
+    """
+    d = canon_depth[..., 2:-2]  # the fixed border columns are not the network's
+    dxx = d[..., 2:] - 2 * d[..., 1:-1] + d[..., :-2]
+    dyy = d[..., 2:, :] - 2 * d[..., 1:-1, :] + d[..., :-2, :]
+    return (dxx.abs().mean() + dyy.abs().mean()) / max(depth_span, 1e-6)
+
+
+def _masked_mean(x: Tensor, m: Tensor) -> Tensor:
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def depth_supervision_loss(dec: Decomposition, truth: dict[str, Tensor], model_params) -> tuple[Tensor, dict[str, float]]:
+    """The `supervised` upper bound's loss: every quantity the scored depth is made of, against truth.
+
+    ``truth`` holds ``depth``/``mask`` (view depth and face mask), ``canon_depth`` (frontal depth,
+    ``max_depth`` off the face) and ``view`` (B, 6). Terms, each O(1) at the start: canonical depth
+    L1 on the true face, viewpoint L1 (radians / depth units), view depth L1 and the mean angle
+    error of view normals on the visible face, depth terms in units of the depth range.
+    """
+    from facerecon.geometry.mesh import normals_from_depth
+
+    b, mp = dec.batch, model_params
+    span = max(mp.max_depth - mp.min_depth, 1e-6)
+    canon_mask = (truth["canon_depth"] < mp.max_depth - 1e-3).float()
+    canon = _masked_mean((dec.canon_depth[:b] - truth["canon_depth"]).abs(), canon_mask) / span
+    view = (dec.view[:b, :5] - truth["view"][:, :5]).abs().mean() * 10
+    m = truth["mask"] * dec.recon_mask[:b, 0]
+    depth = _masked_mean((dec.recon_depth[:b] - truth["depth"]).abs(), m) / span
+    n_pred = normals_from_depth(dec.recon_depth[:b], mp.fov)
+    n_true = normals_from_depth(truth["depth"], mp.fov)
+    normal = _masked_mean(1 - (n_pred * n_true).sum(-1), m)
+    total = canon + view + depth + normal
+    return total, {"sup_canon": float(canon.detach()), "sup_view": float(view.detach()),
+                   "sup_depth": float(depth.detach()), "sup_normal": float(normal.detach())}

@@ -3,9 +3,10 @@
 Layer for layer the structure of Wu et al. (CVPR 2020): an encoder–decoder with group norm for
 canonical depth and albedo, small encoders for light and viewpoint, and an encoder–decoder for
 the two confidence maps (full resolution for the L1 loss, quarter resolution for the perceptual
-loss). Unsup3D uses ``width`` 64 for depth/albedo/confidence and 32 for light/view; ``width``
-here scales all of them together so the CPU default can be small (see ``params.yaml``), and
-``upsample`` chooses Unsup3D's transposed convolutions or resize-convolutions in the depth and
+loss). Unsup3D uses ``width`` 64 for depth/albedo/confidence and 32 for light/view; here ``width``
+sets the first (small on the CPU default, see ``params.yaml``) and ``encoder_width`` the
+second (the encoders are cheap: no decoder), ``norm_group_size`` keeps Unsup3D's 4 channels
+per GroupNorm group at any width, and ``upsample`` chooses Unsup3D's transposed convolutions or resize-convolutions in the depth and
 albedo decoders.
 Input images are in [-1, 1] and must be a multiple of 16 pixels square (64 is the reference).
 """
@@ -20,9 +21,13 @@ from torch import Tensor, nn
 from facerecon.config import AeModelParams
 
 
-def _gn(channels: int, mult: int) -> nn.GroupNorm:
-    """Unsup3D's ``GroupNorm(16 * mult, channels)``, clamped so narrow networks stay valid."""
-    return nn.GroupNorm(min(16 * mult, channels), channels)
+def group_norm(channels: int, mult: int, group_size: int) -> nn.GroupNorm:
+    """GroupNorm with ``group_size`` channels per group (Unsup3D's 64-wide ``GroupNorm(16 * mult, C)``
+    has 4). ``group_size`` 0 is the rule of checkpoints written before the option: ``min(16 * mult,
+    C)`` groups, one channel each in narrow networks, which discards the per-channel amplitude."""
+    if group_size <= 0:
+        return nn.GroupNorm(min(16 * mult, channels), channels)
+    return nn.GroupNorm(max(channels // group_size, 1), channels)
 
 
 class Encoder(nn.Module):
@@ -47,8 +52,13 @@ class Encoder(nn.Module):
 class EDDeconv(nn.Module):
     """Image → image-sized map (canonical depth: 1 channel, no activation; albedo: 3, tanh)."""
 
-    def __init__(self, cin: int, cout: int, zdim: int, nf: int, activation: bool, upsample: str = "deconv") -> None:
+    def __init__(self, cin: int, cout: int, zdim: int, nf: int, activation: bool, upsample: str = "deconv",
+                 group_size: int = 4) -> None:
         super().__init__()
+
+        def _gn(c: int, mult: int) -> nn.GroupNorm:
+            return group_norm(c, mult, group_size)
+
         lrelu = nn.LeakyReLU(0.2, inplace=True)
         self.encoder = nn.Sequential(
             nn.Conv2d(cin, nf, 4, 2, 1, bias=False), _gn(nf, 1), lrelu,
@@ -92,8 +102,12 @@ class ConfNet(nn.Module):
     Each has two channels: σ for the reconstruction and σ for its flipped twin (softplus > 0).
     """
 
-    def __init__(self, cin: int, zdim: int, nf: int) -> None:
+    def __init__(self, cin: int, zdim: int, nf: int, group_size: int = 4) -> None:
         super().__init__()
+
+        def _gn(c: int, mult: int) -> nn.GroupNorm:
+            return group_norm(c, mult, group_size)
+
         lrelu = nn.LeakyReLU
         self.trunk = nn.Sequential(
             nn.Conv2d(cin, nf, 4, 2, 1, bias=False), _gn(nf, 1), lrelu(0.2, inplace=True),
@@ -142,7 +156,7 @@ class NetShape:
 
 
 def net_shape(p: AeModelParams) -> NetShape:
-    return NetShape(nf=p.width, nf_small=max(p.width // 2, 2), zdim=p.zdim)
+    return NetShape(nf=p.width, nf_small=p.encoder_width or max(p.width // 2, 2), zdim=p.zdim)
 
 
 def build_nets(p: AeModelParams) -> AeNets:
@@ -153,12 +167,21 @@ def build_nets(p: AeModelParams) -> AeNets:
         raise ConfigError(f"ae_model.image_size: {p.image_size} is not a multiple of 16")
     s = net_shape(p)
     return AeNets(
-        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False, upsample=p.upsample),
-        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True, upsample=p.upsample),
+        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False, upsample=p.upsample, group_size=p.norm_group_size),
+        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True, upsample=p.upsample, group_size=p.norm_group_size),
         light=Encoder(3, 4, s.nf_small),
         view=Encoder(3, 6, s.nf_small),
-        conf=ConfNet(3, max(s.zdim // 2, 8), s.nf),
+        conf=ConfNet(3, max(s.zdim // 2, 8), s.nf, group_size=p.norm_group_size),
     )
+
+
+def zero_init_heads(nets: AeNets) -> AeNets:
+    """Zero the last layer of the depth, light and view networks: every face starts flat, seen from the
+    front under ambient = diffuse = ½ light, so the first gradients of the warp are about shape and
+    pose rather than undoing random viewpoints."""
+    for head in (nets.depth.decoder[-1], nets.light.net[-2], nets.view.net[-2]):
+        nn.init.zeros_(head.weight)
+    return nets
 
 
 def count_parameters(nets: nn.Module) -> int:

@@ -25,15 +25,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from facerecon.ae.losses import depth_supervision_loss, perceptual_features, reconstruction_loss
+from facerecon.ae.losses import (
+    depth_smoothness_loss,
+    depth_supervision_loss,
+    perceptual_features,
+    reconstruction_loss,
+)
 from facerecon.ae.model import decompose
-from facerecon.ae.networks import AeNets, build_nets, count_parameters
+from facerecon.ae.networks import AeNets, build_nets, count_parameters, zero_init_heads
 from facerecon.config import AeModelParams, Params, section_hash
 from facerecon.errors import CheckpointError, ConfigError
 from facerecon.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 FORMAT = "facerecon-ae/1"
+# the supervised upper bound: truth terms outweigh the photometric loss (which still trains albedo,
+# light and confidence) by this factor, so depth and viewpoint follow the truth
+SUPERVISED_WEIGHT = 10.0
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -57,7 +65,10 @@ def _model_params_from(config: Any, path: Path) -> AeModelParams:
         raise CheckpointError(f"{path}: no ae_model config inside (not a facerecon AE checkpoint)")
     known = {f.name for f in fields(AeModelParams)}
     raw = dict(config["ae_model"])
-    raw.setdefault("upsample", "deconv")  # written before the option existed: Unsup3D's decoders
+    # written before the options existed: the networks as they were then
+    raw.setdefault("upsample", "deconv")
+    raw.setdefault("norm_group_size", 0)
+    raw.setdefault("encoder_width", 0)
     unknown = sorted(set(raw) - known)
     if unknown:
         raise CheckpointError(f"{path}: unknown ae_model keys {unknown} (written by a newer facerecon?)")
@@ -114,7 +125,7 @@ def open_dataset(params: Params):
     if p.dataset == "synth":
         from facerecon.bench.datasets import SynthDataset
 
-        return SynthDataset(Path(p.dataset_path) / "train", canonical=False)
+        return SynthDataset(Path(p.dataset_path) / "train", canonical=p.supervised)
     if p.supervised:
         raise ConfigError("pretrain.supervised: needs ground-truth depth, which only dataset 'synth' has")
     from facerecon.bench.datasets import FolderDataset
@@ -122,9 +133,13 @@ def open_dataset(params: Params):
     return FolderDataset(p.dataset_path, p.dataset, params.ae_model.image_size, split="train")
 
 
-def _batch(dataset, index: np.ndarray, size: int) -> dict[str, torch.Tensor]:
+def _batch(dataset, index: np.ndarray, size: int, supervised: bool = False) -> dict[str, torch.Tensor]:
+    """Images (and truth for ``supervised``) of ``index``, in that order, at ``size`` pixels."""
     if hasattr(dataset, "batch"):
-        out = dataset.batch(np.sort(index))
+        order = np.argsort(index, kind="stable")  # sorted reads from the memory map, then back
+        out = {k: v[np.argsort(order)] for k, v in dataset.batch(index[order]).items()}
+        if supervised:
+            out["view"] = torch.from_numpy(dataset.true_views()[index])
     else:
         items = [dataset[int(i)] for i in index]
         out = {"image": torch.stack([it["image"] for it in items])}
@@ -132,7 +147,7 @@ def _batch(dataset, index: np.ndarray, size: int) -> dict[str, torch.Tensor]:
     if img.shape[-1] != size:
         img = torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False,
                                               antialias=True)
-        for k in ("depth", "mask"):
+        for k in ("depth", "mask", "canon_depth"):
             if k in out:
                 out[k] = torch.nn.functional.interpolate(out[k][:, None].float(), size=(size, size),
                                                          mode="nearest")[:, 0]
@@ -142,6 +157,45 @@ def _batch(dataset, index: np.ndarray, size: int) -> dict[str, torch.Tensor]:
 
 def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def views_per_face(dataset, p) -> int:
+    """Views per identity the batches are drawn in: the set's, when ``pretrain.multi_view``."""
+    return int(getattr(dataset, "views_per_face", 1)) if p.multi_view else 1
+
+
+def epoch_order(n: int, views: int, seed: int, epoch: int) -> np.ndarray:
+    """Image indices of one epoch: identities shuffled, each identity's ``views`` images together."""
+    if views <= 1:
+        return _permutation(n, seed, epoch)
+    ids = _permutation(n // views, seed, epoch)
+    return (ids[:, None] * views + np.arange(views)[None]).reshape(-1)
+
+
+def canonical_sources(batch: int, views: int, rng: np.random.Generator) -> np.ndarray:
+    """For each image of a batch of whole faces, the image (of the same face) whose canonical depth
+    and albedo reconstruct it: a random permutation inside each face's ``views`` images, so most
+    images are explained by another view of their face (multi-view pretraining)."""
+    groups = batch // views
+    perm = np.stack([rng.permutation(views) for _ in range(groups)]) if groups else np.zeros((0, views), int)
+    return (np.arange(groups)[:, None] * views + perm).reshape(-1)
+
+
+def augment(images: torch.Tensor, views: int, p_flip: float, rng: np.random.Generator,
+            extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mirror each face (all its views together) with probability ``p_flip`` (Unsup3D's flip
+    augmentation); ``extra`` maps with a width axis last are mirrored alike, in place."""
+    if p_flip <= 0:
+        return images
+    flip = np.repeat(rng.random(images.shape[0] // views) < p_flip, views)
+    flip = torch.from_numpy(np.concatenate([flip, np.zeros(images.shape[0] - flip.size, bool)]))
+    if extra:
+        for k, v in extra.items():
+            if k == "view":  # mirroring negates yaw, roll and the x shift
+                extra[k] = torch.where(flip[:, None], v * v.new_tensor([1, -1, -1, -1, 1, 1]), v)
+            else:
+                extra[k] = torch.where(flip.view(-1, *([1] * (v.dim() - 1))), v.flip(-1), v)
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
 def _resume_path(out: Path) -> Path:
@@ -165,10 +219,15 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
     out = Path(p.out)
     dataset = open_dataset(params)
     n = len(dataset)
-    steps_per_epoch = max(n // p.batch_size, 1)
-    batch = min(p.batch_size, n)
+    views = views_per_face(dataset, p)
+    batch = max(min(p.batch_size, n) // views * views, views)  # whole faces per batch
+    steps_per_epoch = max(n // batch, 1)
+    span = mp.max_depth - mp.min_depth
     torch.manual_seed(p.seed)
-    nets = build_nets(mp).to(device)
+    nets = build_nets(mp)
+    if p.zero_init_heads:
+        zero_init_heads(nets)
+    nets = nets.to(device)
     features, perc_kind = perceptual_features(p.perceptual, params.ae_optimize.vgg16_weights)
     if features is not None:
         features = features.to(device)
@@ -201,20 +260,28 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
     stopped_early = False
     nets.train()
     while epoch < p.epochs:
-        order = _permutation(n, p.seed, epoch)
+        order = epoch_order(n, views, p.seed, epoch)
         losses: list[float] = []
         while step_in_epoch < steps_per_epoch:
             idx = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
-            data = _batch(dataset, idx, mp.image_size)
-            images = data["image"].to(device)
-            dec = decompose(nets, mp, images)
+            rng = np.random.default_rng([p.seed, epoch, step_in_epoch, 1])  # same draws after a resume
+            data = _batch(dataset, idx, mp.image_size, supervised=p.supervised)
+            truth = {k: v for k, v in data.items() if k != "image"} if p.supervised else None
+            images = augment(data["image"], views, p.flip_augment, rng, truth).to(device)
+            canon = images[torch.from_numpy(canonical_sources(len(idx), views, rng))] if views > 1 else None
+            dec = decompose(nets, mp, images, canon_images01=canon)
             loss, parts = reconstruction_loss(dec, images, features, lam_perc=params.ae_optimize.lam_perc,
                                               lam_flip=params.ae_optimize.lam_flip)
-            if p.supervised:
-                sup = depth_supervision_loss(dec, data["depth"].to(device), data["mask"].to(device).float(),
-                                             mp.max_depth - mp.min_depth)
-                loss = loss + sup
-                parts["depth_l1"] = float(sup.detach())
+            if p.lam_depth_smooth > 0:
+                smooth = depth_smoothness_loss(dec.canon_depth[:dec.batch], span)
+                loss = loss + p.lam_depth_smooth * smooth
+                parts["depth_smooth"] = float(smooth.detach())
+            if truth is not None:
+                truth = {k: v.to(device).float() for k, v in truth.items()}
+                sup, sup_parts = depth_supervision_loss(dec, truth, mp)
+                loss = loss + SUPERVISED_WEIGHT * sup
+                parts.update(sup_parts)
+            parts["total"] = float(loss.detach())
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"pretraining diverged at step {steps} (loss {float(loss)}); lower pretrain.lr")
             opt.zero_grad(set_to_none=True)
@@ -238,6 +305,7 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
         save_resume()
     nets.eval()
     meta = {"epoch": epoch, "steps": steps, "images_seen": steps * batch, "seconds": round(seconds, 1),
+            "views_per_face": views,
             "perceptual": perc_kind, "dataset": p.dataset, "train_images": n, "supervised": p.supervised,
             "parameters": count_parameters(nets), "stopped_early": stopped_early,
             "history": history, "torch": str(torch.__version__)}

@@ -108,13 +108,35 @@ class SynthDataset(Dataset):
             out["canon_depth"] = torch.from_numpy(np.array(self.canon[i], dtype=np.float32))
         return out
 
+    @property
+    def views_per_face(self) -> int:
+        """Consecutive images showing one identity (``synth.views_per_face``; 1 for older sets)."""
+        return int(self.meta.get("views_per_face", 1))
+
+    def true_views(self) -> np.ndarray:
+        """(N, 6) float32 ground-truth viewpoints (radians, depth units) from ``params.npz``."""
+        if getattr(self, "_views", None) is None:
+            from facerecon.bench.synth import view_vectors
+
+            try:
+                with np.load(self.dir / "params.npz") as z:
+                    rp = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("render/")}
+                self._views = view_vectors(rp).numpy()
+            except (OSError, KeyError, ValueError) as exc:
+                raise DatasetError(f"{self.dir}/params.npz: no readable render parameters ({exc})") from None
+        return self._views
+
     def batch(self, index: np.ndarray | slice) -> dict[str, torch.Tensor]:
-        """Many items at once (evaluation): image (N, 3, S, S), depth (N, S, S), mask (N, S, S) bool."""
-        return {
+        """Many items at once (evaluation): image (N, 3, S, S), depth (N, S, S), mask (N, S, S) bool
+        (+ ``canon_depth`` (N, S, S) with ``canonical=True``)."""
+        out = {
             "image": torch.from_numpy(np.array(self.images[index])).permute(0, 3, 1, 2).float() / 255.0,
             "depth": torch.from_numpy(np.array(self.depth[index], dtype=np.float32)),
             "mask": torch.from_numpy(np.array(self.mask[index], dtype=bool)),
         }
+        if self.canon is not None:
+            out["canon_depth"] = torch.from_numpy(np.array(self.canon[index], dtype=np.float32))
+        return out
 
 
 # ------------------------------------------------------------------------------ folders

@@ -172,9 +172,14 @@ def face_mesh(fp: dict[str, np.ndarray], mask: Tensor, depth: Tensor, fov: float
     return verts, uv
 
 
-def render_batch(n: int, rng: np.random.Generator, params: SynthParams) -> dict[str, np.ndarray]:
-    """``n`` random faces rendered at random views: the arrays one dataset batch holds."""
-    fp = face_model.sample_params(n, rng)
+def render_batch(n: int, rng: np.random.Generator, params: SynthParams, views_per_face: int = 1) -> dict[str, np.ndarray]:
+    """``n`` images of random faces at random views: the arrays one dataset batch holds.
+
+    With ``views_per_face`` V > 1 the batch holds ⌈n/V⌉ identities, each rendered V times in a row
+    at its own pose and light (the multi-view pretraining set).
+    """
+    ids = face_model.sample_params(math.ceil(n / views_per_face), rng)
+    fp = ids if views_per_face == 1 else {k: np.repeat(v, views_per_face, axis=0)[:n] for k, v in ids.items()}
     rp = sample_render_params(n, rng, params)
     return render_from_params(fp, rp, params)
 
@@ -243,12 +248,19 @@ def _render_job(args: tuple[dict, str, int, int]) -> dict[str, np.ndarray]:
     pdict, split, index, n = args
     torch.set_num_threads(1)
     params = SynthParams(**pdict)
-    return _render_source(params, n, _batch_rng(params.seed, split, index))
+    return _render_source(params, n, _batch_rng(params.seed, split, index), views_of(params, split))
 
 
-def _render_source(params: SynthParams, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def views_of(params: SynthParams, split: str) -> int:
+    """Views per identity in ``split``: ``views_per_face`` for train, 1 for val and test."""
+    return params.views_per_face if split == "train" else 1
+
+
+def _render_source(params: SynthParams, n: int, rng: np.random.Generator, views_per_face: int = 1) -> dict[str, np.ndarray]:
     if params.source == "synthetic":
-        return render_batch(n, rng, params)
+        return render_batch(n, rng, params, views_per_face)
+    if views_per_face > 1:
+        raise ConfigError("synth.views_per_face: multi-view splits are built for source 'synthetic' only")
     from facerecon.bench import bfm  # only users with a BFM file need it
 
     model = bfm.load_cached(params.bfm_path, params.source)
@@ -275,6 +287,11 @@ def check_params(params: SynthParams) -> None:
         raise ConfigError("synth.min_ambient: must not exceed synth.max_ambient")
     if params.min_diffuse > params.max_diffuse:
         raise ConfigError("synth.min_diffuse: must not exceed synth.max_diffuse")
+    if _BATCH % params.views_per_face:
+        raise ConfigError(f"synth.views_per_face: {params.views_per_face} does not divide the render batch of "
+                          f"{_BATCH} (use 1, 2, 4, 8, 16, 32 or 64)")
+    if params.views_per_face > 1 and params.source != "synthetic":
+        raise ConfigError("synth.views_per_face: multi-view splits are built for source 'synthetic' only")
     if params.source != "synthetic":
         if not params.bfm_path:
             raise ConfigError(f"synth.bfm_path: source {params.source!r} needs the path of a Basel Face Model file")
@@ -351,6 +368,7 @@ def make_synth_dataset(params: SynthParams, progress: bool = True, *,
             meta = {"dataset": "facerecon-synth", "version": DATASET_VERSION,
                     "face_model_version": face_model.PARAM_VERSION, "split": split, "seed": params.seed,
                     "params": recorded, "background_depth": params.max_depth,
+                    "views_per_face": views_of(params, split),
                     "conventions": "facerecon.geometry.camera; depth = camera Z; mask = rendered coverage"}
             dirs[split] = write_split(out / split, batches, meta)["meta"].parent
             log.info("synth %s: %d images in %s", split, n, dirs[split])

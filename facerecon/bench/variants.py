@@ -18,9 +18,12 @@ thesis's views come from a GAN and a diffusion model, which do. The table shows 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +40,15 @@ from facerecon.stages.profile import profile_yaws
 
 log = logging.getLogger(__name__)
 
-# variant name → (pose sweep views, profile views, forehead correction); cumulative like thesis
-# Table 6.2: (2) + profile views, (3) + pose sweep, (4) everything.
-PIPELINE_VARIANTS: dict[str, tuple[bool, bool, bool]] = {
-    "ae_profile": (False, True, False),
-    "ae_sweep": (True, True, False),
-    "full": (True, True, True),
+# variant name → (pose sweep views, profile views, forehead correction, views are true renders);
+# cumulative like thesis Table 6.2: (2) + profile views, (3) + pose sweep, (4) everything; and
+# `oracle_views`: the sweep and profile yaws rendered from the synthetic face itself, i.e. what
+# perfect pose extension would give the fine-tuning (the ceiling the GAN/diffusion views approach).
+PIPELINE_VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "ae_profile": (False, True, False, False),
+    "ae_sweep": (True, True, False, False),
+    "full": (True, True, True, False),
+    "oracle_views": (True, True, False, True),
 }
 CHECKPOINT_VARIANTS = ("ae_only", "supervised")
 
@@ -65,6 +71,38 @@ def ae_predictor(nets: AeNets, mp: AeModelParams) -> Predictor:
             return predict(nets, mp, images)["recon_depth"].float()
 
     return predict_depth
+
+
+class LandmarkPredictor:
+    """The offline ``invert`` proxy as a variant: mediapipe's 3D landmarks of each render (upscaled
+    to ``detect_size``, as a photo would be), turned into dense depth by the same
+    ``landmark_depth`` interpolation, but in the image's own view (no frontalisation), so it is
+    scored like every other prediction. Faces mediapipe does not find get a flat map (what a user
+    would get is no face at all); ``detected`` counts the others."""
+
+    def __init__(self, fov: float, far: float, detect_size: int = 256) -> None:
+        self.fov, self.far, self.detect_size = fov, far, detect_size
+        self.detected = self.faces = 0
+
+    def depth(self, image: Tensor) -> Tensor:
+        from facerecon.align import detect_landmarks
+        from facerecon.geometry.depth_proxy import landmark_depth
+
+        s = image.shape[-1]
+        big = torch.nn.functional.interpolate(image[None], size=(self.detect_size,) * 2, mode="bicubic",
+                                              align_corners=False)[0].clamp(0, 1)
+        rgb = (big.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        self.faces += 1
+        lm = detect_landmarks(rgb)
+        if lm is None:
+            return torch.ones(s, s)
+        self.detected += 1
+        lm = lm * (s / self.detect_size)  # x, y and z (z is in x-pixels) into the image's pixels
+        depth, _ = landmark_depth(lm, s, fov=self.fov)
+        return torch.from_numpy(np.minimum(depth, self.far - 1e-3))
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return torch.stack([self.depth(images[i]) for i in range(images.shape[0])])
 
 
 def frontal_from_prediction(pred: dict[str, Tensor], mp: AeModelParams, image: Tensor) -> FrontalFace:
@@ -97,6 +135,36 @@ def face_views(front: FrontalFace, yaws: list[float], fov: float, size: int) -> 
     return torch.stack(imgs)
 
 
+class TrueViews:
+    """Renders of test faces of a synthetic split at other yaws: the face, light and background of
+    the test image, frontal pitch/roll and no shift (the pose sweep's turn)."""
+
+    def __init__(self, split_dir: str | Path) -> None:
+        from facerecon.config import SynthParams
+
+        split = Path(split_dir)
+        meta = json.loads((split / "meta.json").read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(SynthParams)}
+        self.params = SynthParams(**{k: v for k, v in meta["params"].items() if k in known})
+        with np.load(split / "params.npz") as z:
+            self.arrays = {k: z[k] for k in z.files}
+
+    def views(self, index: int, yaws: list[float]) -> Tensor:
+        """(len(yaws), 3, S, S) in [0, 1]: face ``index`` turned to each yaw (degrees)."""
+        from facerecon.bench.synth import render_from_params
+
+        n = len(yaws)
+        fp = {k.split("/", 1)[1]: np.repeat(v[index:index + 1], n, 0) for k, v in self.arrays.items()
+              if k.startswith("face/")}
+        rp = {k.split("/", 1)[1]: np.repeat(v[index:index + 1], n, 0) for k, v in self.arrays.items()
+              if k.startswith("render/")}
+        rp["yaw"] = np.asarray(yaws, np.float64)
+        for k in ("pitch", "roll", "tx", "ty"):
+            rp[k] = np.zeros(n)
+        out = render_from_params(fp, rp, self.params)
+        return torch.from_numpy(out["images"]).permute(0, 3, 1, 2).float() / 255.0
+
+
 class PipelineVariants:
     """The per-face pipeline (views → fine-tune → optional correction) as depth predictors.
 
@@ -105,24 +173,32 @@ class PipelineVariants:
     """
 
     def __init__(self, nets: AeNets, mp: AeModelParams, params: Params,
-                 on_face: Callable[[str], None] | None = None) -> None:
+                 on_face: Callable[[str], None] | None = None, true_views: TrueViews | None = None) -> None:
         self.nets, self.mp, self.params, self.on_face = nets, mp, params, on_face
-        self._tuned: dict[tuple[bytes, bool, bool], dict[str, Tensor]] = {}
+        self.true_views = true_views
+        self._tuned: dict[tuple[bytes, bool, bool, bool], dict[str, Tensor]] = {}
 
     def yaws(self, sweep: bool, profiles: bool) -> list[float]:
         return (alpha_yaws(sweep_alphas(self.params), self.params) if sweep else []) + \
             (profile_yaws(self.params) if profiles else [])
 
-    def tuned_prediction(self, image: Tensor, sweep: bool, profiles: bool) -> dict[str, Tensor]:
-        """The AE's outputs for ``image`` after fine-tuning on the face's generated views."""
-        key = (hashlib.sha1(image.numpy().tobytes()).digest(), sweep, profiles)
+    def tuned_prediction(self, image: Tensor, sweep: bool, profiles: bool,
+                         true_index: int | None = None) -> dict[str, Tensor]:
+        """The AE's outputs for ``image`` after fine-tuning on the face's views: generated from the
+        AE's own frontal face, or with ``true_index`` the test face ``true_index`` truly turned."""
+        key = (hashlib.sha1(image.numpy().tobytes()).digest(), sweep, profiles, true_index is not None)
         if key in self._tuned:
             return self._tuned[key]
         mp, e = self.mp, self.params.evaluate
-        with torch.no_grad():
-            pred = predict(self.nets, mp, image)
-        views = face_views(frontal_from_prediction(pred, mp, image), self.yaws(sweep, profiles), mp.fov,
-                           mp.image_size)
+        if true_index is not None:
+            if self.true_views is None:
+                raise ValueError("oracle views need the test split's face parameters (true_views)")
+            views = self.true_views.views(true_index, self.yaws(sweep, profiles))
+        else:
+            with torch.no_grad():
+                pred = predict(self.nets, mp, image)
+            views = face_views(frontal_from_prediction(pred, mp, image), self.yaws(sweep, profiles), mp.fov,
+                               mp.image_size)
         seed = self.params.seed + int.from_bytes(key[0][:4], "little")
         tuned, _ = fit_face(self.nets, mp, image, views, steps=e.finetune_steps, lr=self.params.ae_optimize.lr,
                             batch_size=e.finetune_batch_size, perceptual=self.params.ae_optimize.perceptual,
@@ -132,20 +208,16 @@ class PipelineVariants:
         self._tuned[key] = out
         return out
 
-    def predictor(self, name: str) -> Predictor:
-        sweep, profiles, correct = PIPELINE_VARIANTS[name]
-
-        def one_face(image: Tensor) -> Tensor:
-            out = self.tuned_prediction(image, sweep, profiles)
-            depth = corrected_view_depth(out, self.mp, self.params) if correct else out["recon_depth"]
+    def depths(self, name: str, images: Tensor, indices: list[int]) -> Tensor:
+        """View depth (N, S, S) of test images ``images`` (faces ``indices`` of the split) under ``name``."""
+        sweep, profiles, correct, oracle = PIPELINE_VARIANTS[name]
+        out = []
+        for image, index in zip(images, indices, strict=True):
+            tuned = self.tuned_prediction(image, sweep, profiles, index if oracle else None)
+            out.append((corrected_view_depth(tuned, self.mp, self.params) if correct else tuned["recon_depth"]).float())
             if self.on_face is not None:
                 self.on_face(name)
-            return depth.float()
-
-        def predict_depth(images: Tensor) -> Tensor:
-            return torch.stack([one_face(images[i]) for i in range(images.shape[0])])
-
-        return predict_depth
+        return torch.stack(out)
 
 
 # ------------------------------------------------------------------ all faces, in parallel
@@ -157,34 +229,40 @@ def image_key(image: Tensor) -> bytes:
 _WORKER: dict[str, object] = {}
 
 
-def _worker_init(checkpoint: str, params: Params) -> None:
+def _worker_init(checkpoint: str, params: Params, split_dir: str | None = None) -> None:
     from facerecon.ae.train import load_checkpoint
 
     torch.set_num_threads(1)
     nets, mp, _ = load_checkpoint(checkpoint)
-    _WORKER["variants"] = PipelineVariants(nets, mp, params)
+    _WORKER["variants"] = PipelineVariants(nets, mp, params, true_views=TrueViews(split_dir) if split_dir else None)
 
 
-def _worker_faces(job: tuple[Tensor, tuple[str, ...]]) -> dict[str, Tensor]:
-    images, names = job
+def _worker_faces(job: tuple[Tensor, tuple[str, ...], list[int]]) -> dict[str, Tensor]:
+    images, names, indices = job
     pv: PipelineVariants = _WORKER["variants"]  # type: ignore[assignment]
-    out = {n: pv.predictor(n)(images) for n in names}
+    out = {n: pv.depths(n, images, indices) for n in names}
     pv._tuned.clear()
     return out
 
 
 def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tuple[str, ...], *, workers: int = 1,
-                    chunk: int = 8, on_chunk: Callable[[int], None] | None = None) -> dict[str, Tensor]:
+                    chunk: int = 8, on_chunk: Callable[[int], None] | None = None,
+                    split_dir: str | Path | None = None) -> dict[str, Tensor]:
     """View depth of every image under each pipeline variant in ``names`` → {name: (N, S, S)}.
 
-    Faces are independent, so they are spread over ``workers`` processes (one torch thread
-    each: per-face fine-tuning works on a few 64×64 images, where one process per core beats
-    intra-op threads). The result does not depend on ``workers``.
+    ``images`` are faces 0..N-1 of the test split ``split_dir`` (needed by ``oracle_views``,
+    which renders the true faces). Faces are independent, so they are spread over ``workers``
+    processes (one torch thread each: per-face fine-tuning works on a few 64×64 images, where one
+    process per core beats intra-op threads). The result does not depend on ``workers``.
     """
-    jobs = [(images[i:i + chunk], names) for i in range(0, images.shape[0], chunk)]
+    if any(PIPELINE_VARIANTS[n][3] for n in names) and split_dir is None:
+        raise ValueError("oracle_views needs split_dir, the test split the images come from")
+    split = str(split_dir) if split_dir is not None else None
+    jobs = [(images[i:i + chunk], names, list(range(i, min(i + chunk, images.shape[0]))))
+            for i in range(0, images.shape[0], chunk)]
     results: list[dict[str, Tensor]] = []
     if workers <= 1:
-        _worker_init(checkpoint, params)
+        _worker_init(checkpoint, params, split)
         threads = torch.get_num_threads()
         try:
             for job in jobs:
@@ -199,7 +277,7 @@ def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tupl
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=mpc.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(checkpoint, params)) as pool:
+                                 initargs=(checkpoint, params, split)) as pool:
             for job, res in zip(jobs, pool.map(_worker_faces, jobs), strict=True):
                 results.append(res)
                 if on_chunk:

@@ -1,0 +1,223 @@
+"""Does the autoencoder learn? Network/loss fixes against Unsup3D, multi-view pretraining, and the
+two diagnostics of issue 13: the viewpoint is recoverable through the warp, and a small AE
+memorises a few faces and their yaw."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.ae.losses import depth_smoothness_loss, depth_supervision_loss
+from facerecon.ae.model import decompose, predict
+from facerecon.ae.networks import build_nets
+from facerecon.ae.train import (
+    augment,
+    canonical_sources,
+    epoch_order,
+    load_checkpoint,
+    pretrain,
+    save_checkpoint,
+)
+from facerecon.bench import synth
+from facerecon.bench.datasets import SynthDataset
+from facerecon.config import AeModelParams, SynthParams, load_params
+from facerecon.render.warp import warp_canonical_to_view
+
+SMALL = SynthParams(image_size=32, n_train=64, n_val=1, n_test=8, supersample=1)
+
+
+def _groups(module: torch.nn.Module) -> list[tuple[int, int]]:
+    return [(m.num_groups, m.num_channels) for m in module.modules() if isinstance(m, torch.nn.GroupNorm)]
+
+
+def test_group_norm_keeps_four_channels_per_group_and_old_checkpoints_keep_theirs(tmp_path):
+    nets = build_nets(AeModelParams(width=16))
+    assert all(c // g == 4 for g, c in _groups(nets.depth))  # Unsup3D's ratio at any width
+    old = AeModelParams(width=16, norm_group_size=0, encoder_width=0, upsample="deconv")
+    path = save_checkpoint(tmp_path / "old.pt", build_nets(old), old, meta={})
+    blob = torch.load(path, weights_only=True)
+    for key in ("norm_group_size", "encoder_width"):  # as written before the options existed
+        del blob["config"]["ae_model"][key]
+    torch.save(blob, path)
+    loaded, mp, _ = load_checkpoint(path)
+    assert (mp.norm_group_size, mp.encoder_width) == (0, 0)
+    assert _groups(loaded.depth)[0] == (16, 16)  # one channel per group, as those weights were trained
+    assert loaded.view.net[0].out_channels == 8
+
+
+def test_light_and_view_encoders_have_their_own_width():
+    nets = build_nets(AeModelParams(width=16, encoder_width=32))
+    assert nets.view.net[0].out_channels == 32 and nets.light.net[0].out_channels == 32
+    assert nets.depth.encoder[0].out_channels == 16
+
+
+def test_depth_smoothness_sees_the_checkerboard_normals_miss():
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    plane = (1.0 + 0.02 * x + 0.01 * y)[None]
+    bowl = (1.0 + 0.05 * (x ** 2 + y ** 2))[None]
+    board = plane + 0.002 * ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2)[None]
+    assert float(depth_smoothness_loss(plane, 0.2)) < 1e-5
+    # a ±1%-of-range checkerboard costs far more than a bowl as deep as half the range
+    assert float(depth_smoothness_loss(board, 0.2)) > 5 * float(depth_smoothness_loss(bowl, 0.2))
+
+
+def test_multi_view_synth_renders_each_identity_several_times(tmp_path):
+    dirs = synth.make_synth_dataset(replace(SMALL, views_per_face=4, out_dir=str(tmp_path)), progress=False)
+    train, test = SynthDataset(dirs["train"], canonical=True), SynthDataset(dirs["test"], canonical=True)
+    assert train.views_per_face == 4 and test.views_per_face == 1
+    canon = np.asarray(train.canon)
+    assert np.array_equal(canon[0], canon[3]) and not np.array_equal(canon[3], canon[4])  # 4 views, one face
+    yaw = train.true_views()[:, 1]
+    assert np.ptp(yaw[:4]) > 0.05  # ...at different poses
+    single = synth.make_synth_dataset(replace(SMALL, out_dir=str(tmp_path / "one")), progress=False)
+    assert np.array_equal(np.load(dirs["test"] / "images.npy"), np.load(single["test"] / "images.npy"))
+    with pytest.raises(Exception, match="views_per_face"):
+        synth.check_params(replace(SMALL, views_per_face=3))
+
+
+def test_batches_keep_faces_together_and_sources_stay_inside_each_face():
+    order = epoch_order(40, 4, seed=0, epoch=0)
+    assert sorted(order.tolist()) == list(range(40))
+    assert all(len({int(i) // 4 for i in order[k:k + 4]}) == 1 for k in range(0, 40, 4))
+    src = canonical_sources(16, 4, np.random.default_rng(0))
+    assert all(set(src[k:k + 4].tolist()) == set(range(k, k + 4)) for k in range(0, 16, 4))
+    assert (src != np.arange(16)).mean() > 0.5  # most images are explained by another view
+
+
+def test_flip_augmentation_mirrors_whole_faces_and_their_truth():
+    images = torch.rand(8, 3, 8, 8)
+    truth = {"view": torch.tensor([[0.1, 0.3, 0.05, 0.01, 0.02, 0.0]]).repeat(8, 1), "depth": torch.rand(8, 8, 8)}
+    depth0 = truth["depth"].clone()
+    out = augment(images, 4, 1.0, np.random.default_rng(0), truth)
+    assert torch.equal(out, images.flip(-1)) and torch.equal(truth["depth"], depth0.flip(-1))
+    assert torch.allclose(truth["view"][0], torch.tensor([0.1, -0.3, -0.05, -0.01, 0.02, 0.0]))
+    half = augment(images, 4, 0.5, np.random.default_rng(3))
+    flipped = [torch.equal(half[i], images[i].flip(-1)) for i in range(8)]
+    assert flipped[:4] == [flipped[0]] * 4 and flipped[4:] == [flipped[4]] * 4
+
+
+def _rendered(n: int, seed: int, size: int = 32):
+    p = replace(SMALL, image_size=size)
+    fp = synth.face_model.sample_params(n, np.random.default_rng(seed))
+    rp = synth.sample_render_params(n, np.random.default_rng(seed + 1), p)
+    return synth.render_from_params(fp, rp, p), synth.view_vectors(rp), p
+
+
+def test_the_viewpoint_is_recoverable_through_the_warp():
+    # diagnostic (a): with the true canonical depth and canonical image, optimising only the 6-D
+    # view from zero finds the true yaw; if it did not, no view network could learn it
+    out, true_view, p = _rendered(8, 11)
+    canon = torch.from_numpy(out["canon_depth"])
+    target = torch.from_numpy(out["images"]).permute(0, 3, 1, 2).float() / 255
+    face = torch.from_numpy(out["mask"]).float()[:, None]
+    # the canonical image: the face seen frontally under the same light (identity view)
+    fp = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("face/")}
+    rp = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("render/")}
+    rp.update({k: np.zeros(8) for k in ("yaw", "pitch", "roll", "tx", "ty")})
+    canon_img = torch.from_numpy(synth.render_from_params(fp, rp, p)["images"]).permute(0, 3, 1, 2).float() / 255
+    view = torch.zeros(8, 6, requires_grad=True)
+    opt = torch.optim.Adam([view], lr=0.02)
+    for _ in range(150):
+        img, seen, _ = warp_canonical_to_view(canon_img, canon, view, p.fov, depth_range=None)
+        m = seen[:, None].float() * face
+        loss = ((img - target).abs() * m).sum() / m.sum() + 0.1 * (1 - (seen[:, None].float() * face).sum() / face.sum())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    yaw, want = view.detach()[:, 1].numpy(), true_view[:, 1].numpy()
+    corr = np.corrcoef(yaw, want)[0, 1]
+    assert corr > 0.95, (corr, np.degrees(yaw).round(1), np.degrees(want).round(1))
+    assert np.degrees(np.abs(yaw - want)).mean() < 8
+
+
+def test_supervised_loss_is_zero_for_the_truth_and_large_for_a_wrong_view():
+    out, view, p = _rendered(4, 5)
+    mp = AeModelParams(image_size=32, width=4, zdim=16)
+    truth = {"depth": torch.from_numpy(out["depth"]), "mask": torch.from_numpy(out["mask"]).float(),
+             "canon_depth": torch.from_numpy(out["canon_depth"]), "view": view}
+
+    class Dec:  # the fields depth_supervision_loss reads, filled with the truth
+        batch = 4
+
+    def dec_for(v):
+        d = Dec()
+        _, seen, depth = warp_canonical_to_view(torch.zeros(4, 3, 32, 32), truth["canon_depth"], v, p.fov)
+        d.canon_depth, d.view = truth["canon_depth"], v
+        d.recon_depth, d.recon_mask = depth, seen[:, None].float()
+        return d
+
+    right, _ = depth_supervision_loss(dec_for(view), truth, mp)
+    wrong, _ = depth_supervision_loss(dec_for(view * torch.tensor([1, -1, 1, 1, 1, 1.0])), truth, mp)
+    assert float(right) < 0.05 < float(wrong)
+
+
+@pytest.mark.timeout(300)
+def test_a_small_autoencoder_memorises_faces_and_their_yaw(tmp_path):
+    # diagnostic (b): 64 training faces (16 identities × 4 views), multi-view pretraining, a tiny
+    # AE on 32 px: after a few hundred steps its viewpoint follows the true yaw of those faces
+    dirs = synth.make_synth_dataset(replace(SMALL, views_per_face=4, max_pitch=5.0, out_dir=str(tmp_path / "s")),
+                                    progress=False)
+    params = load_params(None, [
+        f"pretrain.dataset_path={tmp_path / 's'}", f"pretrain.out={tmp_path / 'ae.pt'}", "pretrain.max_minutes=0",
+        "pretrain.epochs=200", "pretrain.batch_size=16", "pretrain.lr=0.001", "pretrain.perceptual=none",
+        "ae_model.image_size=32", "ae_model.width=8", "ae_model.zdim=64", "ae_model.encoder_width=16"])
+    torch.manual_seed(0)
+    meta = pretrain(params)
+    nets, mp, _ = load_checkpoint(tmp_path / "ae.pt")
+    train = SynthDataset(dirs["train"])
+    with torch.no_grad():
+        pred = predict(nets, mp, train.batch(slice(0, 64))["image"])
+    yaw, want = pred["view"][:, 1].numpy(), train.true_views()[:, 1]
+    corr = np.corrcoef(yaw, want)[0, 1]
+    assert meta["views_per_face"] == 4
+    assert corr > 0.8, corr
+
+
+def test_decompose_with_other_views_as_canonical_sources():
+    mp = AeModelParams(image_size=32, width=4, zdim=16)
+    nets = build_nets(mp)
+    x = torch.rand(4, 3, 32, 32)
+    src = x[torch.tensor([1, 0, 3, 2])]
+    dec = decompose(nets, mp, x, canon_images01=src)
+    alone = decompose(nets, mp, src)
+    assert torch.allclose(dec.canon_depth[:4], alone.canon_depth[:4])
+    assert torch.allclose(dec.view[:4], decompose(nets, mp, x).view[:4])
+
+
+def test_true_views_turn_the_test_face_itself(tmp_path):
+    from facerecon.bench.variants import TrueViews
+
+    dirs = synth.make_synth_dataset(replace(SMALL, n_test=4, max_pitch=0.0, max_roll=0.0, max_translation=0.0,
+                                            out_dir=str(tmp_path)), progress=False)
+    test = SynthDataset(dirs["test"])
+    yaw = float(np.degrees(test.true_views()[0, 1]))
+    views = TrueViews(dirs["test"]).views(0, [yaw, -yaw, 90.0])
+    image = test.batch(slice(0, 1))["image"][0]
+    assert views.shape == (3, 3, 32, 32)
+    assert float((views[0] - image).abs().mean()) < 0.01  # its own pose reproduces the render
+    assert float((views[1] - image).abs().mean()) > 0.03  # the mirrored pose does not
+
+
+def test_product_geometry_round_trip_keeps_a_frontal_depth():
+    # with no crop, no head rotation and an identity alignment, putting the pipeline's frontal
+    # depth "back into the view" must give the same depth map back
+    from facerecon.bench.product import posed_surface, to_view_depth
+
+    y, x = np.mgrid[0:32, 0:32] / 31.0 * 2 - 1
+    face = x ** 2 + y ** 2 < 0.6
+    depth = np.where(face, 1.0 - 0.05 * np.cos(x * 1.2) * np.cos(y * 1.2), 1.1).astype(np.float32)
+    pts = posed_surface(depth, np.eye(3), np.array([15.5, 15.5]), face, aligned_size=32, crop=1.0, fov=10.0)
+    view = to_view_depth(pts, face, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 1.0, 32, 10.0, far=1.2)
+    inner = torch.from_numpy(face) & (torch.nn.functional.avg_pool2d(torch.from_numpy(face).float()[None], 3, 1, 1)[0] > 0.99)
+    assert torch.allclose(view[inner], torch.from_numpy(depth)[inner].float(), atol=2e-3)
+    assert float(view[~torch.from_numpy(face)].min()) >= 1.19  # no surface outside the head
+    # a head rotation about the vertical axis moves the near (nose) point sideways
+    turn = np.radians(25)
+    rot = np.array([[np.cos(turn), 0, np.sin(turn)], [0, 1, 0], [-np.sin(turn), 0, np.cos(turn)]])
+    turned = to_view_depth(posed_surface(depth, rot, np.array([15.5, 15.5]), face, aligned_size=32, crop=1.0,
+                                         fov=10.0), face, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 1.0, 32, 10.0, 1.2)
+    col = lambda d: int(torch.argmin(d.reshape(-1))) % 32  # noqa: E731
+    assert col(turned) != col(view)
