@@ -86,7 +86,13 @@ def _print_summary(console: Any, summary: dict, dst: str) -> None:
         table.add_row(r["photo"], r.get("face") or "-", f"[{style}]{r['status']}[/{style}]", r["stage"],
                       f"{r.get('seconds_total') or 0:.1f}", detail)
     console.print(table)
-    console.print(f"manifest: {summary.get('manifest', dst)}")
+    if summary.get("skipped"):
+        from facerecon.report_html import describe_skipped
+
+        console.print(describe_skipped(summary["skipped"]), markup=False, highlight=False)
+    console.print(f"manifest: {summary.get('manifest', dst)}", markup=False, highlight=False)
+    if summary.get("report"):
+        console.print(f"report:   {summary['report']}", markup=False, highlight=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,10 +111,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if display is not None:
             with display:
                 summary = run_batch(args.src, args.dst, args.params, tuple(overrides), workers=args.workers,
-                                    dask_address=args.dask_address, endpoint_url=args.endpoint_url)
+                                    dask_address=args.dask_address, endpoint_url=args.endpoint_url,
+                                    include_hidden=args.include_hidden)
         else:
             summary = run_batch(args.src, args.dst, args.params, tuple(overrides), workers=args.workers,
-                                dask_address=args.dask_address, endpoint_url=args.endpoint_url)
+                                dask_address=args.dask_address, endpoint_url=args.endpoint_url,
+                                include_hidden=args.include_hidden)
     finally:
         prog.install(None)
     _print_summary(Console(), summary, args.dst)
@@ -134,6 +142,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["failed"] == 0 else EXIT_SOME_FAILED
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from facerecon.report_html import write_report
+
+    print(write_report(args.dst, endpoint_url=args.endpoint_url))
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from flows.server import run_ui
 
@@ -155,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dask-address", default=None, help="tcp://host:port of an existing Dask scheduler")
     run.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--include-hidden", action="store_true",
+                     help="process hidden files (names starting with '.') too; hidden folders stay skipped")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="rebuild DST/index.html (the batch report) from an existing DST")
+    report.add_argument("dst", help="output folder or s3://bucket/prefix of an earlier `facerecon run`")
+    report.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
+    report.set_defaults(func=cmd_report)
 
     serve = sub.add_parser("serve", help="run the batch on a schedule, only photos new or changed since the "
                            "last successful run (Prefect deployment)")

@@ -69,7 +69,7 @@ def publish(local_dir: str, dst: str, prefix: str, endpoint_url: str | None, met
     return storage.url_for(prefix)
 
 
-RESERVED_OUTPUTS = frozenset({"manifest.parquet", "_staging"})
+RESERVED_OUTPUTS = frozenset({"manifest.parquet", "_staging", "_report", "index.html"})
 
 
 def output_prefix(photo_key: str, face_index: int, all_faces: bool, stem: str | None = None) -> str:
@@ -113,6 +113,7 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
         row.stage = "load"
         img = load_image(data, display_key(key), limits)
         del data  # only the decoded pixels go on; a batch never holds more than one photo's bytes
+        _write_thumbnail(dst, endpoint_url, row.photo_sha256, img.rgb)
         root = work_root(params.cache.dir, row.photo_sha256)
         row.stage = "align"
         prog.stage("align")
@@ -150,6 +151,20 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
     return rows
 
 
+def _write_thumbnail(dst: str, endpoint_url: str | None, sha: str, rgb: Any) -> None:
+    """The photo's thumbnail for DST/index.html; a failure here only costs the report its picture."""
+    from facerecon.io.storage import open_storage
+    from facerecon.report_html import thumbnail_jpeg, thumbnail_key
+
+    try:
+        storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
+        key = thumbnail_key(sha)
+        if not storage.exists(key):
+            storage.write_bytes(key, thumbnail_jpeg(rgb))
+    except Exception as exc:  # noqa: BLE001
+        log.debug("thumbnail not written: %s", exc)
+
+
 def _raise_if_out_of_space(exc: Exception) -> None:
     """Disk full / read-only / permission denied where we write: stop the batch, one clear error."""
     import errno
@@ -185,28 +200,48 @@ def _log_failure(row: ManifestRow, exc: Exception) -> None:
                      "".join(traceback.format_exception(exc)))
 
 
-def list_photos(src: str, endpoint_url: str | None) -> list[str]:
+def scan_inputs(src: str, endpoint_url: str | None, include_hidden: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Every entry of SRC is either a photo key (a manifest row follows) or a named skip (key -> reason).
+
+    Hidden names (``.DS_Store``, ``..x.jpg``) are skipped unless ``include_hidden``; hidden folders
+    always are (.git, temp folders). A folder named like a photo (``x.jpg/``) is named as a skip,
+    and what is inside it is still listed.
+    """
     from facerecon.io.images import is_image_name
     from facerecon.io.storage import open_storage
 
     storage = open_storage(src, endpoint_url=endpoint_url)
+    skipped: dict[str, str] = {}
     keys = []
-    for entry in storage.list():
-        name = entry.key.rsplit("/", 1)[-1]
-        if name.startswith(".") or name.startswith("_"):
-            continue
-        if is_image_name(entry.key) or not any(entry.key.lower().endswith(s) for s in _NON_IMAGES):
+    for entry in storage.list(skipped=skipped):
+        parts = entry.key.split("/")
+        for i in range(1, len(parts)):  # S3 has no folders, only keys: x.jpg/a.png implies one
+            folder = "/".join(parts[:i])
+            if is_image_name(parts[i - 1]) and folder not in skipped:
+                skipped[folder] = "a folder"
+        name = parts[-1]
+        if name.startswith(".") and not include_hidden:
+            skipped[entry.key] = "hidden"
+        elif name.startswith("_"):
+            skipped[entry.key] = "name starts with _"
+        elif not is_image_name(name) and any(name.lower().endswith(s) for s in _NON_IMAGES):
+            skipped[entry.key] = f"not a photo: .{name.rsplit('.', 1)[-1]}"
+        else:
             keys.append(entry.key)
-    return keys
+    return keys, {display_key(k): v for k, v in skipped.items()}
 
 
-_NON_IMAGES = (".json", ".parquet", ".md", ".txt", ".yaml", ".yml", ".csv", ".obj", ".mtl", ".glb", ".gif",
+def list_photos(src: str, endpoint_url: str | None, include_hidden: bool = False) -> list[str]:
+    return scan_inputs(src, endpoint_url, include_hidden)[0]
+
+
+_NON_IMAGES = (".json", ".parquet", ".md", ".txt", ".yaml", ".yml", ".csv", ".obj", ".mtl", ".glb",
                ".npy", ".pt", ".dvc")
 
 
 @flow(name="reconstruct-batch", log_prints=False, validate_parameters=False)
 def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | None = None,
-                      incremental: bool = False) -> dict:
+                      incremental: bool = False, include_hidden: bool = False) -> dict:
     """All photos in SRC → faces in DST, manifest.parquet and a summary artifact.
 
     ``incremental``: only photos new or changed since the last successful run (flows/incremental.py);
@@ -215,7 +250,7 @@ def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | No
     from flows import incremental as inc
 
     check_backends_ready(params)  # missing weights: fail before any face is processed
-    keys = list_photos(src, endpoint_url)
+    keys, skipped = scan_inputs(src, endpoint_url, include_hidden)
     plan = inc.plan(src, dst, keys, endpoint_url) if incremental else None
     todo = plan.todo if plan else keys
     prog.start_batch(len(todo))
@@ -227,18 +262,34 @@ def reconstruct_batch(src: str, dst: str, params: Params, endpoint_url: str | No
         rows_by_key[key] = fut.result()
         rows.extend(rows_by_key[key])
     manifest_url = write_manifest(rows + (plan.carried if plan else []), dst, endpoint_url)
-    summary = summarize(rows)
+    summary = summarize(rows, skipped)
     summary["manifest"] = manifest_url
     if plan:
         summary["incremental"] = inc.commit(plan, rows_by_key, dst, endpoint_url)
+    summary["report"] = write_batch_report(rows + (plan.carried if plan else []), skipped, dst, endpoint_url)
     _publish_artifacts(rows, summary)
     return summary
 
 
-def summarize(rows: list[dict]) -> dict:
+def write_batch_report(rows: list[dict], skipped: dict[str, str], dst: str, endpoint_url: str | None) -> str | None:
+    """DST/index.html; a report that cannot be written is logged, never a failed batch (the faces are
+    published) -- except when DST itself takes no more writes."""
+    from facerecon.errors import DestinationError
+    from facerecon.report_html import write_report
+
+    try:
+        return write_report(dst, rows, skipped, endpoint_url=endpoint_url)
+    except DestinationError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        log.warning("index.html not written: %s", exc)
+        return None
+
+
+def summarize(rows: list[dict], skipped: dict[str, str] | None = None) -> dict:
     ok = sum(r["status"] == "ok" for r in rows)
     return {"photos": len({r["photo"] for r in rows}), "faces_ok": ok, "failed": len(rows) - ok,
-            "rows": rows}
+            "rows": rows, "skipped": dict(skipped or {})}
 
 
 def _publish_artifacts(rows: list[dict], summary: dict) -> None:
@@ -251,8 +302,14 @@ def _publish_artifacts(rows: list[dict], summary: dict) -> None:
                   "seconds": round(r.get("seconds_total") or 0.0, 2), "error": r.get("error") or "",
                   "output": r.get("output") or ""} for r in rows]
         create_table_artifact(key="faces", table=table, description="facerecon batch: one row per face")
+        from facerecon.report_html import describe_skipped
+
         md = [f"# facerecon batch\n\n{summary['faces_ok']} faces reconstructed, {summary['failed']} failed, "
               f"from {summary['photos']} photos.\n"]
+        if summary.get("skipped"):
+            md.append(describe_skipped(summary["skipped"]) + ".\n")
+        if summary.get("report"):
+            md.append(f"Report: {summary['report']}\n")
         if "incremental" in summary:
             md.append(describe(summary["incremental"]) + ".\n")
         md += ["| photo | face | status | stage | s | output | front render |", "|---|---|---|---|---|---|---|"]
@@ -276,7 +333,7 @@ def check_destination(dst: str, endpoint_url: str | None) -> None:
 
 def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tuple[str, ...] = (), *,
               workers: int = 1, dask_address: str | None = None, endpoint_url: str | None = None,
-              incremental: bool = False) -> dict:
+              incremental: bool = False, include_hidden: bool = False) -> dict:
     """Entry point used by the CLI and tests: load params (errors before any work), pick the runner."""
     from flows.server import ensure_gpu_limit
     params = load_params(params_file, overrides)
@@ -294,4 +351,4 @@ def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tup
 
         flow_fn = reconstruct_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
     ensure_gpu_limit()  # with a Prefect server configured: the `gpu` tag limit exists before any task
-    return flow_fn(src, dst, params, endpoint_url, incremental)
+    return flow_fn(src, dst, params, endpoint_url, incremental, include_hidden)

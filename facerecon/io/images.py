@@ -64,7 +64,9 @@ def load_image(data: bytes, name: str, limits: ImageLimits = ImageLimits()) -> L
         raise InputImageError(f"{name}: cannot read image header ({exc.__class__.__name__})") from None
     fmt = im.format or "?"
     if fmt not in limits.formats:
-        raise InputImageError(f"{name}: format {fmt} is not accepted (accepted: {', '.join(limits.formats)})")
+        hint = "; add GIF to input.formats to use its first frame" if fmt == "GIF" else ""
+        raise InputImageError(f"{name}: format {fmt} is not accepted (unsupported format; accepted: "
+                              f"{', '.join(limits.formats)}{hint})")
     w, h = im.size
     if w * h > limits.max_pixels:
         raise InputImageError(f"{name}: {w}x{h} is too large ({w * h} pixels > input.max_pixels={limits.max_pixels})")

@@ -112,10 +112,16 @@ class S3Storage:
                        Delete={"Objects": batch, "Quiet": True})
 
     # -- the storage interface (as LocalStorage) ------------------------------------------------
-    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None) -> Iterator[Entry]:
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None, *,
+             skipped: dict[str, str] | None = None) -> Iterator[Entry]:
+        """``skipped`` (key -> reason) receives folder markers named like photos (``x.jpg/``)."""
+        from facerecon.io.images import is_image_name
+
         base = f"{self.prefix}/" if self.prefix else ""
         for obj in self._list_raw(base + prefix):
             key = obj["Key"][len(base):]
+            if key.endswith("/") and skipped is not None and is_image_name(key.rstrip("/")):
+                skipped[key.rstrip("/")] = "a folder"
             if not key or key.endswith("/") or (suffixes and not key.lower().endswith(suffixes)):
                 continue
             yield Entry(key, int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))

@@ -114,11 +114,32 @@ class LocalStorage:
             raise StorageError(f"{display_key(key)}: outside {self.root}")
         return p
 
-    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None) -> Iterator[Entry]:
-        """Entries one at a time (a generator over os.walk): a huge folder is never held in memory."""
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] | None = None, *,
+             skipped: dict[str, str] | None = None) -> Iterator[Entry]:
+        """Entries one at a time (a generator over os.walk): a huge folder is never held in memory.
+
+        ``skipped`` (key -> reason) receives what is not listed although a user may have meant it:
+        hidden folders, links to folders, folders named like photos, files that cannot be stat'ed.
+        """
+        from facerecon.io.images import is_image_name
+
         base = self.root
+        note = skipped.__setitem__ if skipped is not None else (lambda k, r: None)
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # our temp folders, .git...
+            keep = []
+            for d in sorted(dirnames):
+                key = (Path(dirpath) / d).relative_to(base).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                if d.startswith("."):  # our temp folders, .git...
+                    note(key, "hidden folder")
+                elif os.path.islink(os.path.join(dirpath, d)):
+                    note(key, "a link to a folder, not followed")
+                else:
+                    if is_image_name(d):
+                        note(key, "a folder")
+                    keep.append(d)
+            dirnames[:] = keep
             for fn in sorted(filenames):
                 p = Path(dirpath) / fn
                 key = p.relative_to(base).as_posix()
@@ -126,7 +147,8 @@ class LocalStorage:
                     continue
                 try:
                     st = p.stat()
-                except OSError:
+                except OSError as exc:
+                    note(key, f"unreadable: {exc.strerror or exc.__class__.__name__}")
                     continue
                 yield Entry(key, st.st_size, f"{st.st_mtime_ns}")
 
