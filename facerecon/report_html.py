@@ -80,7 +80,8 @@ def relative_prefix(output: str | None, base: str) -> str | None:
     if not output:
         return None
     base = base.rstrip("/") + "/"
-    return output[len(base):] if output.startswith(base) else None
+    # an OUT moved or copied since: face folders are direct children of OUT (names have no '/')
+    return output[len(base):] if output.startswith(base) else output.rstrip("/").rsplit("/", 1)[-1]
 
 
 def render_index(cards: list[dict], skipped: dict[str, str], *, title: str, generated: str) -> str:
@@ -90,7 +91,8 @@ def render_index(cards: list[dict], skipped: dict[str, str], *, title: str, gene
     n_bad = sum(f["status"] != "ok" for c in cards for f in c["faces"])
     parts = [_HEAD.replace("{title}", e(title)).replace("{viewer}", quote(VIEWER_KEY)),
              f'<header><h1>{e(title)}</h1><p class="counts" id="counts">{len(cards)} inputs: '
-             f'<b class="ok">{n_ok} faces ok</b>, <b class="bad">{n_bad} failed</b>, {len(skipped)} skipped'
+             f'<b class="ok">{n_ok} face{"" if n_ok == 1 else "s"} ok</b>, <b class="bad">{n_bad} failed</b>, '
+             f'{len(skipped)} skipped'
              f' &middot; {e(generated)} &middot; <a href="manifest.parquet">manifest.parquet</a></p>']
     if skipped:
         parts.append(f'<p class="skipped" id="skipped">{e(describe_skipped(skipped, limit=10**9))}</p>')
@@ -185,7 +187,7 @@ def write_report(dst: str, rows: list[dict] | None = None, skipped: dict[str, st
     """
     from facerecon.io.storage import open_storage
 
-    storage = open_storage(dst, endpoint_url=endpoint_url, create=True)
+    storage = open_storage(dst, endpoint_url=endpoint_url, create=rows is not None)
     if rows is None:
         rows = read_manifest_rows(storage)
     if skipped is None:
