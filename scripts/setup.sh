@@ -8,6 +8,18 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Headless Chromium for the browser tests (the batch report page, the Prefect UI). Best effort:
+# without apt-get (or root / passwordless sudo) those tests skip and say why.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+      >/dev/null 2>&1 || echo "setup: apt-get could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "setup: no chromium and no apt-get as root; the browser tests will be skipped" >&2
+  fi
+fi
 stamp=.venv/.facerecon-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

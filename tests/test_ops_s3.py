@@ -97,6 +97,11 @@ def test_batch_s3_to_s3_survives_faults(s3, s3_batch):
         assert depth.ndim == 2 and np.isfinite(depth).any()
     m = pd.read_parquet(io.BytesIO(client.get_object(Bucket="faces", Key="out/manifest.parquet")["Body"].read()))
     assert sorted(m["output"]) == ["s3://faces/out/astronaut", "s3://faces/out/grace_hopper"]
+    # the batch report is on S3 too, with what it needs next to it
+    page = client.get_object(Bucket="faces", Key="out/index.html")["Body"].read().decode()
+    assert page.count("<model-viewer") == 2 and 'data-photo="grace_hopper.jpg"' in page
+    assert "out/_report/model-viewer-4.4.0-umd.min.js" in listed
+    assert len([k for k in listed if k.startswith("out/_report/glb/")]) == 2
 
 
 def test_rerun_publishes_exactly_the_missing_face(s3, s3_batch, prefect_server, ops_cache):
@@ -115,7 +120,7 @@ def test_rerun_publishes_exactly_the_missing_face(s3, s3_batch, prefect_server, 
     after = {k: client.get_object(Bucket="faces", Key=k)["Body"].read() for k in keys(client, "faces", "out/")}
     assert sorted(after) == sorted(before)  # the same objects: nothing duplicated, the leftover gone
     for k in after:
-        if not k.endswith((COMPLETE, "manifest.parquet", "result.json")):
+        if not k.endswith((COMPLETE, "manifest.parquet", "result.json", "index.html")):  # index: this run's
             assert after[k] == before[k], k
 
 

@@ -80,12 +80,15 @@ EXPECTED = {
     "bomb.png": ("failed", "too large"),
     "big_header.png": ("failed", "input.max_pixels"),
     "icon.jpg": ("failed", "format ico is not accepted"),
+    "anim.gif": ("failed", "format gif is not accepted (unsupported format"),  # animated GIF: a clear row
     "noface.png": ("no_face", "no face"),
     "sixteen.png": ("ok", ""),  # 16-bit grayscale
     "palette_alpha.png": ("ok", ""),  # palette with a transparent colour
     "rotated.jpg": ("ok", ""),  # EXIF orientation 8
     "two_faces_cmyk.jpg": ("ok", ""),  # CMYK JPEG with two faces: the larger one is reconstructed
 }  # + WEIRD_NAME: PNG bytes behind a .jpg name with a newline and non-UTF-8 bytes in it -> ok
+# entries that are no photo: no row, but each named in the summary with the reason
+SKIPPED = {"x.jpg": "a folder", ".DS_Store": "hidden", "..hidden_dots.jpg": "hidden"}
 
 
 def write_corpus(src: Path) -> None:
@@ -112,6 +115,12 @@ def write_corpus(src: Path) -> None:
     both.paste(a, (0, 0))
     both.paste(b, (a.width, 0))
     files["two_faces_cmyk.jpg"] = encode(both.convert("CMYK"), "JPEG", quality=92)
+    gif = io.BytesIO()
+    face.save(gif, format="GIF", save_all=True, append_images=[face.rotate(15)], duration=100)
+    files["anim.gif"] = gif.getvalue()
+    files["..hidden_dots.jpg"] = good_jpeg  # a valid JPEG behind a hidden name
+    files[".DS_Store"] = b"\0\0\0\1Bud1"
+    (src / "x.jpg").mkdir()  # a folder named like a photo
     for name, data in files.items():
         (src / name).write_bytes(data)
     with open(os.path.join(os.fsencode(src), WEIRD_NAME), "wb") as fh:  # a real file with a hostile name
@@ -124,7 +133,12 @@ def corpus_run(tmp_path_factory):
     src, dst, cache = base / "photos", base / "out", base / "cache"
     src.mkdir()
     write_corpus(src)
-    code = main(["run", str(src), str(dst), "--no-progress", *tiny_args(cache)])
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["run", str(src), str(dst), "--no-progress", *tiny_args(cache)])
+    (base / "stdout.txt").write_text(out.getvalue())  # the CLI's summary, as the user saw it
     return src, dst, cache, code
 
 
@@ -143,6 +157,17 @@ def test_every_bad_input_is_a_row_and_the_batch_goes_on(corpus_run):
         else:
             out = Path(row["output"])
             assert out.parent == dst and (out / "face.obj").is_file() and (out / "result.json").is_file(), name
+
+
+def test_every_entry_that_is_no_row_is_a_named_skip(corpus_run):
+    """Hidden files and a folder named like a photo get no row, and the summary names each."""
+    stdout = (corpus_run[1].parent / "stdout.txt").read_text()
+    line = next(ln for ln in stdout.splitlines() if "skipped:" in ln)
+    assert line.startswith(f"{len(SKIPPED)} skipped: "), line
+    for name, why in SKIPPED.items():
+        assert f"{name} ({why})" in line, line
+    m = pd.read_parquet(corpus_run[1] / "manifest.parquet")
+    assert not set(SKIPPED) & set(m["photo"])
 
 
 def test_exif_orientation_is_honoured(corpus_run):
