@@ -52,9 +52,11 @@ def table(path: Path) -> str:
              "mean-shape SIDE / MAD |", "|---|---|---|---|---|---|---|---|---|---|"]
     for raw in path.read_text().splitlines():
         r = json.loads(raw)
-        sec = r.get("total_seconds") or r["train_seconds"]
+        sec = r.get("total_seconds") or r.get("train_seconds")
+        per_step = f"{sec / max(r['steps'], 1):.2f}" if sec else "—"
+        minutes = f"{r['minutes']:g}" if r.get("minutes") else (f"{sec / 60:.0f}" if sec else "—")
         lines.append(f"| {r['label']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['threads']} | "
-                     f"{r['minutes']:g} | {r['steps']} | {sec / max(r['steps'], 1):.2f} | {r['ae_only']['side']:.3f} | "
+                     f"{minutes} | {r['steps']} | {per_step} | {r['ae_only']['side']:.3f} | "
                      f"{r['ae_only']['mad']:.2f} | {r.get('yaw_corr', '')} | "
                      f"{r['mean_shape']['side']:.3f} / {r['mean_shape']['mad']:.2f} |")
     return "\n".join(lines) + "\n"
