@@ -3,12 +3,13 @@
 #   starts `facerecon ui` on a free port, runs a small batch of data/photos against it,
 #   opens the flow run's page in headless Chromium and saves the PNG.
 #
-#   bash scripts/ui_screenshot.sh [OUT_PNG]          (default: reports/ui_flow_run.png)
+#   bash scripts/ui_screenshot.sh [OUT_PNG]          (default: docs/prefect_ui_flow_run.png)
 #
+# tests/test_ui_browser.py does the same as a test (task names and artifacts must be visible).
 # Needs chromium (or chromium-browser / google-chrome) on PATH; CHROMIUM=/path/to/binary overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT_PNG="${1:-reports/ui_flow_run.png}"
+OUT_PNG="${1:-docs/prefect_ui_flow_run.png}"
 PY=.venv/bin/python
 BROWSER="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}"
 if [[ -z "$BROWSER" ]]; then
@@ -50,6 +51,8 @@ EOF
 URL="http://127.0.0.1:$PORT/runs/flow-run/$RUN_ID"
 mkdir -p "$(dirname "$OUT_PNG")"
 "$BROWSER" --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,1000 \
+  --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$WORK/chromium" \
   --virtual-time-budget=20000 --screenshot="$OUT_PNG" "$URL" >/dev/null 2>&1
 echo "flow run page: $URL"
 echo "screenshot:    $OUT_PNG"
