@@ -248,7 +248,7 @@ class SynthParams:
     out_dir: str = opt("data/synth")
     views_per_face: int = opt(4, min=1, max=64, help="train split only: each identity rendered at this many "
                               "random poses/lights, consecutive in the split (images k·V … k·V+V-1 are one "
-                              "face), for multi-view pretraining; a divisor of 64; val/test stay one view each")
+                              "face), for multi-view pretraining; a divisor of 64; val/test (and the BFM sources) have one view each")
 
 
 @dataclass(frozen=True)

@@ -252,15 +252,14 @@ def _render_job(args: tuple[dict, str, int, int]) -> dict[str, np.ndarray]:
 
 
 def views_of(params: SynthParams, split: str) -> int:
-    """Views per identity in ``split``: ``views_per_face`` for train, 1 for val and test."""
-    return params.views_per_face if split == "train" else 1
+    """Views per identity in ``split``: ``views_per_face`` for a synthetic train split, else 1 (val
+    and test, and the BFM sources, whose renderer draws one pose per sampled face)."""
+    return params.views_per_face if split == "train" and params.source == "synthetic" else 1
 
 
 def _render_source(params: SynthParams, n: int, rng: np.random.Generator, views_per_face: int = 1) -> dict[str, np.ndarray]:
     if params.source == "synthetic":
         return render_batch(n, rng, params, views_per_face)
-    if views_per_face > 1:
-        raise ConfigError("synth.views_per_face: multi-view splits are built for source 'synthetic' only")
     from facerecon.bench import bfm  # only users with a BFM file need it
 
     model = bfm.load_cached(params.bfm_path, params.source)
@@ -290,8 +289,6 @@ def check_params(params: SynthParams) -> None:
     if _BATCH % params.views_per_face:
         raise ConfigError(f"synth.views_per_face: {params.views_per_face} does not divide the render batch of "
                           f"{_BATCH} (use 1, 2, 4, 8, 16, 32 or 64)")
-    if params.views_per_face > 1 and params.source != "synthetic":
-        raise ConfigError("synth.views_per_face: multi-view splits are built for source 'synthetic' only")
     if params.source != "synthetic":
         if not params.bfm_path:
             raise ConfigError(f"synth.bfm_path: source {params.source!r} needs the path of a Basel Face Model file")
