@@ -139,11 +139,13 @@ def assert_consistent(cache: Path, dst: Path) -> None:
             assert (d / "_done.json").is_file(), f"unfinished stage folder {d}"
     if dst.exists():
         for p in dst.iterdir():
-            if p.name.startswith("."):
+            if p.name.startswith(".") or p.name == "_report":  # _report/: the batch page's files
                 continue
             if p.is_dir():
                 names = {f.name for f in p.iterdir()}
                 assert set(FACE_FILES) <= names, f"incomplete face {p}: {sorted(names)}"
+            elif p.name == "index.html":
+                assert "</html>" in p.read_text(encoding="utf-8"), p  # written whole or not at all
             else:
                 assert p.name == "manifest.parquet", p
                 pd.read_parquet(p)  # readable, not half written
