@@ -144,24 +144,8 @@ def product_depths(params: Params, images: Tensor, far: float, *, workers: int =
                    on_chunk=None) -> Tensor:
     """View depth (N, S, S) of every image under the product pipeline, faces spread over
     ``workers`` processes (the result does not depend on it)."""
-    jobs = [(params, far, images[i:i + chunk]) for i in range(0, images.shape[0], chunk)]
-    out: list[Tensor] = []
-    if workers <= 1:
-        threads = torch.get_num_threads()
-        try:
-            for job in jobs:
-                out.append(_product_chunk(job))
-                if on_chunk:
-                    on_chunk(job[2].shape[0])
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        import multiprocessing as mpc
-        from concurrent.futures import ProcessPoolExecutor
+    from facerecon.bench.variants import map_chunks
 
-        with ProcessPoolExecutor(workers, mp_context=mpc.get_context("spawn")) as pool:
-            for job, res in zip(jobs, pool.map(_product_chunk, jobs), strict=True):
-                out.append(res)
-                if on_chunk:
-                    on_chunk(job[2].shape[0])
-    return torch.cat(out)
+    jobs = [(params, far, images[i:i + chunk]) for i in range(0, images.shape[0], chunk)]
+    return torch.cat(map_chunks(_product_chunk, jobs, workers=workers, on_chunk=on_chunk,
+                                size=lambda job: job[2].shape[0]))

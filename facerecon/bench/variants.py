@@ -245,6 +245,37 @@ def _worker_faces(job: tuple[Tensor, tuple[str, ...], list[int]]) -> dict[str, T
     return out
 
 
+def map_chunks(fn: Callable, jobs: list, *, workers: int = 1, initializer: Callable | None = None,
+               initargs: tuple = (), on_chunk: Callable[[int], None] | None = None,
+               size: Callable[[object], int] = len) -> list:
+    """``[fn(job) for job in jobs]``, in order, inline or over ``workers`` spawned processes (one torch
+    thread each); ``on_chunk(size(job))`` after each. The result does not depend on ``workers``."""
+    out: list = []
+    if workers <= 1:
+        threads = torch.get_num_threads()
+        try:
+            if initializer is not None:
+                initializer(*initargs)
+            torch.set_num_threads(1)
+            for job in jobs:
+                out.append(fn(job))
+                if on_chunk:
+                    on_chunk(size(job))
+        finally:
+            torch.set_num_threads(threads)
+        return out
+    import multiprocessing as mpc
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mpc.get_context("spawn"), initializer=initializer,
+                             initargs=initargs) as pool:
+        for job, res in zip(jobs, pool.map(fn, jobs), strict=True):
+            out.append(res)
+            if on_chunk:
+                on_chunk(size(job))
+    return out
+
+
 def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tuple[str, ...], *, workers: int = 1,
                     chunk: int = 8, on_chunk: Callable[[int], None] | None = None,
                     split_dir: str | Path | None = None) -> dict[str, Tensor]:
@@ -260,28 +291,9 @@ def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tupl
     split = str(split_dir) if split_dir is not None else None
     jobs = [(images[i:i + chunk], names, list(range(i, min(i + chunk, images.shape[0]))))
             for i in range(0, images.shape[0], chunk)]
-    results: list[dict[str, Tensor]] = []
-    if workers <= 1:
-        _worker_init(checkpoint, params, split)
-        threads = torch.get_num_threads()
-        try:
-            for job in jobs:
-                results.append(_worker_faces(job))
-                if on_chunk:
-                    on_chunk(job[0].shape[0])
-        finally:
-            torch.set_num_threads(threads)
-            _WORKER.clear()
-    else:
-        import multiprocessing as mpc
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=mpc.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(checkpoint, params, split)) as pool:
-            for job, res in zip(jobs, pool.map(_worker_faces, jobs), strict=True):
-                results.append(res)
-                if on_chunk:
-                    on_chunk(job[0].shape[0])
+    results = map_chunks(_worker_faces, jobs, workers=workers, initializer=_worker_init,
+                         initargs=(checkpoint, params, split), on_chunk=on_chunk, size=lambda job: job[0].shape[0])
+    _WORKER.clear()
     return {n: torch.cat([r[n] for r in results]) for n in names}
 
 
