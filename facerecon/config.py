@@ -270,6 +270,14 @@ class PretrainParams:
     zero_init_heads: bool = opt(True, help="start the depth, light and viewpoint outputs at zero: a flat face "
                                 "seen frontally under a neutral light, instead of PyTorch's random init (a random "
                                 "viewpoint per image that the warp must first unlearn)")
+    face_mask: bool = opt(False, help="photometric losses only on the face's own pixels (the set's silhouette "
+                          "masks). The background of a photo stays put when the head turns, but in the AE's "
+                          "single depth surface it turns with the face; off: Unsup3D's whole-image loss")
+    prior_shape: str = opt("none", choices=("none", "ellipsoid"),
+                           help="before training, fit the depth network to a generic convex face: a half "
+                           "ellipsoid over the face oval of an aligned crop (GAN2Shape's initial shape), so the "
+                           "warp sees relief from the first step; none: start flat")
+    prior_steps: int = opt(300, min=0, help="steps of that fit (depth network only, a few seconds)")
     lam_depth_smooth: float = opt(0.0, min=0.0, help="weight of a second-difference smoothness term on the "
                                   "canonical depth (in depth-range units; removes the checkerboard that "
                                   "central-difference normals cannot see)")

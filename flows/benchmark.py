@@ -14,15 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+import pandas as pd
+from prefect import flow
 
-import pandas as pd  # noqa: E402
-from prefect import flow  # noqa: E402
-
-from facerecon.config import Params, load_params  # noqa: E402
-from facerecon.errors import ConfigError, FaceReconError  # noqa: E402
-from facerecon.io.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from tasks.bench import (  # noqa: E402
+from facerecon.config import Params, load_params
+from facerecon.errors import ConfigError, FaceReconError
+from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
+from tasks.bench import (
     baseline_task,
     checkpoint_variant_task,
     examples_task,

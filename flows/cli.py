@@ -24,7 +24,6 @@ STAGE_ORDER = ["align", "invert", "pose_sweep", "dreambooth", "profile", "ae_opt
 
 
 def _quiet_environment(verbose: bool) -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect logs every failed task with its traceback; a user's bad photo is already one line in
     # the summary and the manifest, so the console shows Prefect's logs only with --verbose.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
@@ -132,11 +131,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = tuple(args.set or [])
     if not args.once:
         serve(args.src, args.dst, args.cron, name=args.name, params_file=args.params, overrides=overrides,
-              endpoint_url=args.endpoint_url, workers=args.workers, dask_address=args.dask_address, port=args.port)
+              endpoint_url=args.endpoint_url, workers=args.workers, dask_address=args.dask_address, port=args.port,
+              include_hidden=args.include_hidden)
         return EXIT_OK
     validate(args.src, args.dst, args.params, overrides, args.endpoint_url)
     summary = scheduled_batch(args.src, args.dst, args.params, list(overrides), args.endpoint_url, args.workers,
-                              args.dask_address)
+                              args.dask_address, args.include_hidden)
     _print_summary(Console(), summary, args.dst)
     Console().print(describe(summary.get("incremental", {})))
     return EXIT_OK if summary["failed"] == 0 else EXIT_SOME_FAILED
@@ -155,6 +155,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return run_ui(args.host, args.port)
 
 
+HIDDEN_HELP = "process hidden files (names starting with '.') too; hidden folders stay skipped"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerecon", description="Textured 3D faces from front photos.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect and stage logs")
@@ -170,8 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dask-address", default=None, help="tcp://host:port of an existing Dask scheduler")
     run.add_argument("--endpoint-url", default=None, help="S3 endpoint (MinIO, moto, ...)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--include-hidden", action="store_true",
-                     help="process hidden files (names starting with '.') too; hidden folders stay skipped")
+    run.add_argument("--include-hidden", action="store_true", help=HIDDEN_HELP)
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild DST/index.html (the batch report) from an existing DST")
@@ -192,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                   ("--set", {"action": "append", "metavar": "STAGE.KEY=VALUE", "help": "override one parameter"}),
                   ("--workers", {"type": int, "default": 1, "help": "faces in parallel (Dask)"}),
                   ("--dask-address", {"default": None, "help": "tcp://host:port of a Dask scheduler"}),
-                  ("--endpoint-url", {"default": None, "help": "S3 endpoint (MinIO, moto, ...)"})):
+                  ("--endpoint-url", {"default": None, "help": "S3 endpoint (MinIO, moto, ...)"}),
+                  ("--include-hidden", {"action": "store_true", "help": HIDDEN_HELP})):
         serve.add_argument(a, **kw)
     serve.set_defaults(func=cmd_serve)
 

@@ -9,26 +9,23 @@ is a manifest row with its stage and error; the batch goes on.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
-
-from facerecon.config import Params, load_params  # noqa: E402
-from facerecon.errors import FaceReconError  # noqa: E402
-from facerecon.io.storage import display_key  # noqa: E402
-from facerecon.pipeline import face_stages, sha256_bytes, work_root  # noqa: E402
-from facerecon.stages.align import face_dirs, run_align  # noqa: E402
-from facerecon.stages.runtime import check_backends_ready  # noqa: E402
-from flows import progress as prog  # noqa: E402
-from flows.manifest import ManifestRow, write_manifest  # noqa: E402
-from tasks.stages import prefect_runner  # noqa: E402
+from facerecon.config import Params, load_params
+from facerecon.errors import FaceReconError
+from facerecon.io.storage import display_key
+from facerecon.pipeline import face_stages, sha256_bytes, work_root
+from facerecon.stages.align import face_dirs, run_align
+from facerecon.stages.runtime import check_backends_ready
+from flows import progress as prog
+from flows.manifest import ManifestRow, write_manifest
+from tasks.stages import prefect_runner
 
 log = logging.getLogger("facerecon")
 

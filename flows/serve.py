@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-from prefect import flow, get_run_logger  # noqa: E402
+from prefect import flow, get_run_logger
 
 FLOW_NAME = "facerecon-scheduled-batch"
 
 
 @flow(name=FLOW_NAME, log_prints=False)
 def scheduled_batch(src: str, dst: str, params_file: str | None = None, overrides: list[str] | None = None,
-                    endpoint_url: str | None = None, workers: int = 1, dask_address: str | None = None) -> dict:
+                    endpoint_url: str | None = None, workers: int = 1, dask_address: str | None = None,
+                    include_hidden: bool = False) -> dict:
     """One scheduled iteration: photos new or changed since the last successful run → DST."""
     from flows.incremental import describe
     from flows.reconstruct import run_batch
 
     summary = run_batch(src, dst, params_file, tuple(overrides or ()), workers=workers, dask_address=dask_address,
-                        endpoint_url=endpoint_url, incremental=True)
+                        endpoint_url=endpoint_url, incremental=True, include_hidden=include_hidden)
     get_run_logger().info("%s; %d faces ok, %d failed", describe(summary.get("incremental", {})),
                           summary["faces_ok"], summary["failed"])
     return summary
@@ -58,7 +57,7 @@ def check_cron(cron: str) -> None:
 
 def serve(src: str, dst: str, cron: str, *, name: str = "facerecon", params_file: str | None = None,
           overrides: tuple[str, ...] = (), endpoint_url: str | None = None, workers: int = 1,
-          dask_address: str | None = None, port: int = 4200) -> None:
+          dask_address: str | None = None, port: int = 4200, include_hidden: bool = False) -> None:
     """Register the deployment with its cron schedule and serve it until interrupted."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.types.entrypoint import EntrypointType
@@ -77,7 +76,7 @@ def serve(src: str, dst: str, cron: str, *, name: str = "facerecon", params_file
         print(f"started a Prefect server for the schedule: UI http://127.0.0.1:{port}  (API {url})", flush=True)
     params = {"src": src, "dst": dst, "params_file": os.path.abspath(params_file) if params_file else None,
               "overrides": list(overrides), "endpoint_url": endpoint_url, "workers": workers,
-              "dask_address": dask_address}
+              "dask_address": dask_address, "include_hidden": include_hidden}
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             os.environ["PREFECT_API_URL"] = url  # for the flow-run processes the runner starts

@@ -198,3 +198,48 @@ def test_product_geometry_round_trip_keeps_a_frontal_depth():
                                          fov=10.0), face, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 1.0, 32, 10.0, 1.2)
     col = lambda d: int(torch.argmin(d.reshape(-1))) % 32  # noqa: E731
     assert col(turned) != col(view)
+
+
+def test_face_mask_confines_the_loss_to_the_face():
+    """With ``face_mask`` an error on the background costs nothing; on the face it does."""
+    from facerecon.ae.losses import reconstruction_loss
+
+    mp = AeModelParams(image_size=32, width=8, zdim=32)
+    torch.manual_seed(0)
+    nets = build_nets(mp).eval()
+    images = torch.rand(2, 3, 32, 32)
+    face = torch.zeros(2, 32, 32)
+    face[:, 8:24, 8:24] = 1
+    with torch.no_grad():
+        dec = decompose(nets, mp, images)
+        base, _ = reconstruction_loss(dec, images, None, face_mask=face)
+        off_face = images.clone()
+        off_face[:, :, :4] = 1 - off_face[:, :, :4]  # change rows 0-3: background only
+        same, _ = reconstruction_loss(dec, off_face, None, face_mask=face)
+        on_face = images.clone()
+        on_face[:, :, 10:20, 10:20] += 2.0  # far from any reconstruction
+        other, _ = reconstruction_loss(dec, on_face, None, face_mask=face)
+        whole, _ = reconstruction_loss(dec, off_face, None)
+        whole_base, _ = reconstruction_loss(dec, images, None)
+    assert float(same) == pytest.approx(float(base), abs=1e-6)
+    assert float(other) > float(base) + 1e-3
+    assert float(whole) != pytest.approx(float(whole_base), abs=1e-4)  # without the mask it counts
+
+
+def test_prior_shape_fit_gives_the_depth_network_a_convex_face():
+    from facerecon.ae.model import depth_from_raw, to_model_range
+    from facerecon.ae.networks import zero_init_heads
+    from facerecon.ae.train import fit_prior_shape, prior_shape
+
+    mp = AeModelParams(image_size=32, width=8, zdim=32)
+    torch.manual_seed(0)
+    nets = zero_init_heads(build_nets(mp))
+    target = prior_shape(mp)
+    assert target[16, 16] < target[16, 4] and target[16, 16] < target[4, 16]  # the centre is nearest
+    images = torch.rand(16, 3, 32, 32)
+    err = fit_prior_shape(nets, mp, images, steps=150, lr=2e-3)
+    with torch.no_grad():
+        d = depth_from_raw(nets.depth(to_model_range(torch.rand(4, 3, 32, 32))), mp)[..., 2:-2]
+    assert err < 0.05  # of the depth range
+    relief = d[:, 12:20, 10:18].mean() - d[:, 12:20, :2].mean()  # centre nearer than the side columns
+    assert relief < -0.15 * (mp.max_depth - mp.min_depth)

@@ -141,3 +141,22 @@ def test_report_page_in_chromium(batch):
         (DOCS / "report_batch.png").write_bytes(shot)
         assert pixel_std(b.screenshot(clip=b.element_clip(mv))) > 8
         assert b.errors == [], b.errors
+
+
+def test_serve_takes_include_hidden_to_each_scheduled_run(monkeypatch):
+    """`serve --include-hidden` reaches the served flow's parameters (what each scheduled run gets)."""
+    import flows.serve as served
+    from flows.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--include-hidden", "src", "dst"])
+    assert args.include_hidden
+    seen = {}
+
+    def fake_run_batch(src, dst, params_file, overrides, **kw):
+        seen.update(kw)
+        return {"faces_ok": 0, "failed": 0, "incremental": {}}
+
+    monkeypatch.setattr("flows.reconstruct.run_batch", fake_run_batch)
+    monkeypatch.setattr(served, "get_run_logger", lambda: __import__("logging").getLogger("test"))  # no run context
+    served.scheduled_batch.fn("src", "dst", include_hidden=True)
+    assert seen["include_hidden"] is True and seen["incremental"] is True

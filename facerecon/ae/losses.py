@@ -140,11 +140,17 @@ def perceptual_loss(feat_a: Tensor, feat_b: Tensor, mask: Tensor | None = None, 
 
 
 def reconstruction_loss(dec: Decomposition, images01: Tensor, features: VggFeatures | None, *,
-                        lam_perc: float = 1.0, lam_flip: float = 0.5) -> tuple[Tensor, dict[str, float]]:
-    """Unsup3D's total: L1 + λ_flip·L1_flip + λ_perc·(perc + λ_flip·perc_flip)."""
+                        lam_perc: float = 1.0, lam_flip: float = 0.5,
+                        face_mask: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Unsup3D's total: L1 + λ_flip·L1_flip + λ_perc·(perc + λ_flip·perc_flip).
+
+    ``face_mask`` (B, H, W), 1 on the input's face: the losses count only those pixels.
+    """
     b = dec.batch
     x = images01 * 2 - 1
     m = dec.recon_mask[:b]
+    if face_mask is not None:
+        m = m * face_mask.to(m.dtype).unsqueeze(1)
     l1 = photometric_loss(dec.recon_image[:b], x, m, dec.conf_l1[:, :1])
     l1_flip = photometric_loss(dec.recon_image[b:], x, m, dec.conf_l1[:, 1:])
     total = l1 + lam_flip * l1_flip

@@ -126,19 +126,23 @@ def open_dataset(params: Params):
         from facerecon.bench.datasets import SynthDataset
 
         return SynthDataset(Path(p.dataset_path) / "train", canonical=p.supervised)
-    if p.supervised:
-        raise ConfigError("pretrain.supervised: needs ground-truth depth, which only dataset 'synth' has")
+    if p.supervised or p.face_mask:
+        what = "supervised: needs ground-truth depth" if p.supervised else "face_mask: needs face masks"
+        raise ConfigError(f"pretrain.{what}, which only dataset 'synth' has")
     from facerecon.bench.datasets import FolderDataset
 
     return FolderDataset(p.dataset_path, p.dataset, params.ae_model.image_size, split="train")
 
 
 def _batch(dataset, index: np.ndarray, size: int, supervised: bool = False) -> dict[str, torch.Tensor]:
-    """Images (and truth for ``supervised``) of ``index``, in that order, at ``size`` pixels."""
+    """Images (with face masks where the set has them, and truth for ``supervised``) of ``index``, in
+    that order, at ``size`` pixels."""
     if hasattr(dataset, "batch"):
         order = np.argsort(index, kind="stable")  # sorted reads from the memory map, then back
         out = {k: v[np.argsort(order)] for k, v in dataset.batch(index[order]).items()}
-        if supervised:
+        if not supervised:
+            out = {k: out[k] for k in ("image", "mask")}
+        else:
             out["view"] = torch.from_numpy(dataset.true_views()[index])
     else:
         items = [dataset[int(i)] for i in index]
@@ -198,6 +202,42 @@ def augment(images: torch.Tensor, views: int, p_flip: float, rng: np.random.Gene
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
+# the generic face of ``pretrain.prior_shape``: the face oval of an aligned crop (semi-axes as fractions of
+# the half-width / half-height) and its relief at the centre, as a fraction of the depth range
+PRIOR_AXES = (0.75, 0.9)
+PRIOR_RELIEF = 0.4
+
+
+def prior_shape(mp: AeModelParams) -> torch.Tensor:
+    """(S, S) canonical depth of a half ellipsoid over the crop's face oval, mean 0 (relative depth)."""
+    s = mp.image_size
+    t = torch.linspace(-1.0, 1.0, s)
+    y, x = torch.meshgrid(t, t, indexing="ij")
+    r2 = (x / PRIOR_AXES[0]) ** 2 + (y / PRIOR_AXES[1]) ** 2
+    d = -PRIOR_RELIEF * (mp.max_depth - mp.min_depth) * (1 - r2).clamp(min=0).sqrt()
+    return d - d.mean()
+
+
+def fit_prior_shape(nets: AeNets, mp: AeModelParams, images: torch.Tensor, steps: int, lr: float) -> float:
+    """Train the depth network alone to predict :func:`prior_shape` for ``images`` (up to an offset):
+    GAN2Shape's shape initialisation. Returns the final L1 in depth-range units."""
+    from facerecon.ae.model import depth_from_raw, to_model_range
+
+    target = prior_shape(mp).to(images.device)[..., 2:-2]
+    opt = torch.optim.Adam(nets.depth.parameters(), lr=lr)
+    x = to_model_range(images)
+    err = float("nan")
+    for step in range(steps):
+        batch = x[torch.arange(step * 16, step * 16 + 16) % len(x)]
+        d = depth_from_raw(nets.depth(batch), mp)[..., 2:-2]  # the border columns are fixed
+        loss = (d - d.mean((-2, -1), keepdim=True) - target).abs().mean() / (mp.max_depth - mp.min_depth)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        err = float(loss.detach())
+    return err
+
+
 def _resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume.pt")
 
@@ -223,6 +263,7 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
     batch = max(min(p.batch_size, n) // views * views, views)  # whole faces per batch
     steps_per_epoch = max(n // batch, 1)
     span = mp.max_depth - mp.min_depth
+    resume = _resume_path(out)
     torch.manual_seed(p.seed)
     nets = build_nets(mp)
     if p.zero_init_heads:
@@ -233,7 +274,6 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
         features = features.to(device)
     opt = torch.optim.Adam(nets.parameters(), lr=p.lr, betas=(0.9, 0.999), weight_decay=5e-4)
     epoch, step_in_epoch, steps, history, seconds = 0, 0, 0, [], 0.0
-    resume = _resume_path(out)
     if resume.exists():
         try:
             state = torch.load(resume, map_location=device, weights_only=True)
@@ -247,6 +287,11 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
                 log.warning("%s was written with other pretrain params; starting over", resume)
         except Exception as exc:  # noqa: BLE001 - an unreadable resume file only costs the progress
             log.warning("ignoring unreadable %s (%s); starting over", resume, exc)
+
+    if p.prior_shape == "ellipsoid" and p.prior_steps and steps == 0:  # a fresh run, not a resumed one
+        sample = _batch(dataset, np.arange(min(n, 256)), mp.image_size)["image"].to(device)
+        log.info("depth network fitted to the prior shape (L1 %.4f of the depth range)",
+                 fit_prior_shape(nets, mp, sample, p.prior_steps, p.lr))
 
     def save_resume() -> None:
         state = {"config_key": _config_key(params), "nets": nets.state_dict(), "optimizer": opt.state_dict(),
@@ -267,11 +312,13 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
             rng = np.random.default_rng([p.seed, epoch, step_in_epoch, 1])  # same draws after a resume
             data = _batch(dataset, idx, mp.image_size, supervised=p.supervised)
             truth = {k: v for k, v in data.items() if k != "image"} if p.supervised else None
-            images = augment(data["image"], views, p.flip_augment, rng, truth).to(device)
+            face = {"mask": data["mask"]} if p.face_mask else None
+            images = augment(data["image"], views, p.flip_augment, rng, truth if truth is not None else face).to(device)
+            face_mask = (truth or face)["mask"].to(device) if p.face_mask else None
             canon = images[torch.from_numpy(canonical_sources(len(idx), views, rng))] if views > 1 else None
             dec = decompose(nets, mp, images, canon_images01=canon)
             loss, parts = reconstruction_loss(dec, images, features, lam_perc=params.ae_optimize.lam_perc,
-                                              lam_flip=params.ae_optimize.lam_flip)
+                                              lam_flip=params.ae_optimize.lam_flip, face_mask=face_mask)
             if p.lam_depth_smooth > 0:
                 smooth = depth_smoothness_loss(dec.canon_depth[:dec.batch], span)
                 loss = loss + p.lam_depth_smooth * smooth
