@@ -263,7 +263,6 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
     batch = max(min(p.batch_size, n) // views * views, views)  # whole faces per batch
     steps_per_epoch = max(n // batch, 1)
     span = mp.max_depth - mp.min_depth
-    resume = _resume_path(out)
     torch.manual_seed(p.seed)
     nets = build_nets(mp)
     if p.zero_init_heads:
@@ -274,6 +273,7 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
         features = features.to(device)
     opt = torch.optim.Adam(nets.parameters(), lr=p.lr, betas=(0.9, 0.999), weight_decay=5e-4)
     epoch, step_in_epoch, steps, history, seconds = 0, 0, 0, [], 0.0
+    resume = _resume_path(out)
     if resume.exists():
         try:
             state = torch.load(resume, map_location=device, weights_only=True)
@@ -311,10 +311,10 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
             idx = order[step_in_epoch * batch:(step_in_epoch + 1) * batch]
             rng = np.random.default_rng([p.seed, epoch, step_in_epoch, 1])  # same draws after a resume
             data = _batch(dataset, idx, mp.image_size, supervised=p.supervised)
-            truth = {k: v for k, v in data.items() if k != "image"} if p.supervised else None
-            face = {"mask": data["mask"]} if p.face_mask else None
-            images = augment(data["image"], views, p.flip_augment, rng, truth if truth is not None else face).to(device)
-            face_mask = (truth or face)["mask"].to(device) if p.face_mask else None
+            extra = {k: v for k, v in data.items() if k != "image"}  # mask (+ truth): mirrored with the image
+            images = augment(data["image"], views, p.flip_augment, rng, extra).to(device)
+            truth = extra if p.supervised else None
+            face_mask = extra["mask"].to(device) if p.face_mask else None
             canon = images[torch.from_numpy(canonical_sources(len(idx), views, rng))] if views > 1 else None
             dec = decompose(nets, mp, images, canon_images01=canon)
             loss, parts = reconstruction_loss(dec, images, features, lam_perc=params.ae_optimize.lam_perc,
