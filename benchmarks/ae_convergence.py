@@ -2,7 +2,7 @@
 
 Used to choose the CPU defaults of the ``pretrain`` stage (measure, then change). Each run trains
 from scratch into a temporary checkpoint and reports SIDE (×10⁻²) and MAD (°, Unsup3D normals)
-of the AE alone on the first ``--faces`` test faces, next to the mean-shape baseline.
+of the AE alone on the first ``--faces`` test faces, next to the mean-shape and mean-depth baselines.
 
     python benchmarks/ae_convergence.py --minutes 8 --set pretrain.lr=5e-4 --set pretrain.batch_size=32
 
@@ -25,7 +25,7 @@ import torch
 from facerecon.ae.train import load_checkpoint, pretrain
 from facerecon.bench.datasets import SynthDataset
 from facerecon.bench.metrics import no_tf32
-from facerecon.bench.protocol import mean_shape_predictor, per_image_metrics
+from facerecon.bench.protocol import mean_depth_predictor, mean_shape_predictor, per_image_metrics
 from facerecon.bench.variants import ae_predictor
 from facerecon.config import load_params
 
@@ -46,10 +46,14 @@ def yaw_correlation(nets, mp, dataset: SynthDataset, faces: int) -> float:
     return round(float(np.corrcoef(yaw, dataset.true_views()[:faces, 1])[0, 1]), 3)
 
 
+def _baseline(row: dict, name: str) -> str:
+    return f"{row[name]['side']:.3f} / {row[name]['mad']:.2f}" if name in row else "—"
+
+
 def table(path: Path) -> str:
     """The log as a markdown table (one row per run, newest last)."""
     lines = ["| label | overrides | threads | minutes | steps | s/step | AE SIDE ×10⁻² | AE MAD ° | yaw corr | "
-             "mean-shape SIDE / MAD |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "mean-shape SIDE / MAD | mean-depth SIDE / MAD |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for raw in path.read_text().splitlines():
         r = json.loads(raw)
         sec = r.get("total_seconds") or r.get("train_seconds")
@@ -58,7 +62,7 @@ def table(path: Path) -> str:
         lines.append(f"| {r['label']} | {' '.join(r['overrides']) or '(params.yaml)'} | {r['threads']} | "
                      f"{minutes} | {r['steps']} | {per_step} | {r['ae_only']['side']:.3f} | "
                      f"{r['ae_only']['mad']:.2f} | {r.get('yaw_corr', '')} | "
-                     f"{r['mean_shape']['side']:.3f} / {r['mean_shape']['mad']:.2f} |")
+                     f"{r['mean_shape']['side']:.3f} / {r['mean_shape']['mad']:.2f} | {_baseline(r, 'mean_depth')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -96,6 +100,7 @@ def main() -> None:
            "ae_config": {k: v for k, v in dataclasses.asdict(mp).items()},
            "pretrain_config": dataclasses.asdict(params.pretrain),
            "mean_shape": score(mean_shape_predictor(Path(params.pretrain.dataset_path) / "train"), test, args.faces),
+           "mean_depth": score(mean_depth_predictor(Path(params.pretrain.dataset_path) / "train"), test, args.faces),
            "last_loss": meta["history"][-1]["loss"] if meta["history"] else None}
     print(json.dumps(row))
     out = Path(args.out)

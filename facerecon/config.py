@@ -217,6 +217,10 @@ class AeModelParams:
                                "per group (an InstanceNorm) at width ≤ 16")
     encoder_width: int = opt(32, min=0, max=256, help="base width of the light and viewpoint encoders (Unsup3D: "
                              "32); 0 = the old rule, width // 2")
+    skips: str = opt("none", choices=("none", "albedo", "depth_albedo"),
+                     help="additive encoder→decoder skip connections (U-Net style, no extra weights) in the "
+                          "albedo (and depth) network; Unsup3D has none: its 256-number bottleneck learns "
+                          "detail only after millions of images, which a CPU run never sees")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,25 @@ def test_group_norm_keeps_four_channels_per_group_and_old_checkpoints_keep_their
     assert loaded.view.net[0].out_channels == 8
 
 
+def test_skip_connections_carry_the_image_past_the_bottleneck_and_old_checkpoints_have_none(tmp_path):
+    torch.manual_seed(0)
+    plain, skipped = build_nets(AeModelParams(width=8)), build_nets(AeModelParams(width=8, skips="albedo"))
+    skipped.load_state_dict(plain.state_dict())  # no extra weights: the same keys and shapes
+    for nets in (plain, skipped):
+        torch.nn.init.zeros_(nets.albedo.encoder[12].weight)  # the 256-number code is now always 0
+    x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(plain.albedo(x), plain.albedo(y))  # only the code reaches Unsup3D's decoder
+        assert (skipped.albedo(x) - skipped.albedo(y)).abs().mean() > 1e-3  # the skips carry the image
+        assert torch.equal(skipped.depth(x), plain.depth(x))  # "albedo": the depth net is unchanged
+    mp = AeModelParams(width=8, skips="albedo")
+    path = save_checkpoint(tmp_path / "old.pt", build_nets(mp), mp, meta={})
+    blob = torch.load(path, weights_only=True)
+    del blob["config"]["ae_model"]["skips"]  # written before the option
+    torch.save(blob, path)
+    assert load_checkpoint(path)[1].skips == "none"
+
+
 def test_light_and_view_encoders_have_their_own_width():
     nets = build_nets(AeModelParams(width=16, encoder_width=32))
     assert nets.view.net[0].out_channels == 32 and nets.light.net[0].out_channels == 32

@@ -7,7 +7,8 @@ loss). Unsup3D uses ``width`` 64 for depth/albedo/confidence and 32 for light/vi
 sets the first (small on the CPU default, see ``params.yaml``) and ``encoder_width`` the
 second (the encoders are cheap: no decoder), ``norm_group_size`` keeps Unsup3D's 4 channels
 per GroupNorm group at any width, and ``upsample`` chooses Unsup3D's transposed convolutions or resize-convolutions in the depth and
-albedo decoders.
+albedo decoders,
+and ``skips`` adds U-Net-style skip connections (none in Unsup3D).
 Input images are in [-1, 1] and must be a multiple of 16 pixels square (64 is the reference).
 """
 
@@ -53,8 +54,9 @@ class EDDeconv(nn.Module):
     """Image → image-sized map (canonical depth: 1 channel, no activation; albedo: 3, tanh)."""
 
     def __init__(self, cin: int, cout: int, zdim: int, nf: int, activation: bool, upsample: str = "deconv",
-                 group_size: int = 4) -> None:
+                 group_size: int = 4, skips: bool = False) -> None:
         super().__init__()
+        self.skips = skips
 
         def _gn(c: int, mult: int) -> nn.GroupNorm:
             return group_norm(c, mult, group_size)
@@ -68,10 +70,14 @@ class EDDeconv(nn.Module):
             nn.AdaptiveAvgPool2d(4),
             nn.Conv2d(nf * 8, zdim, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
         )
+        # encoder activations at 1/2, 1/4, 1/8, 1/16 of the input, which skip connections add to the
+        # decoder's activations of the same size and width (indices into the Sequentials)
+        self._skip_from = (2, 5, 8, 10)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(zdim, nf * 8, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
             nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False), nn.ReLU(inplace=True),
         ]
+        skip_to = [len(layers) - 1]
         for cin_, cout_, mult in ((nf * 8, nf * 4, 4), (nf * 4, nf * 2, 2), (nf * 2, nf, 1)):
             up: list[nn.Module] = ([nn.ConvTranspose2d(cin_, cout_, 4, 2, 1, bias=False)] if upsample == "deconv" else
                                    [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin_, cout_, 3, 1, 1, bias=False)])
@@ -79,6 +85,8 @@ class EDDeconv(nn.Module):
                 *up, _gn(cout_, mult), nn.ReLU(inplace=True),
                 nn.Conv2d(cout_, cout_, 3, 1, 1, bias=False), _gn(cout_, mult), nn.ReLU(inplace=True),
             ]
+            skip_to.append(len(layers) - 1)
+        self._skip_to = tuple(reversed(skip_to))  # pairs with _skip_from: finest first
         layers += [
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.Conv2d(nf, nf, 3, 1, 1, bias=False), _gn(nf, 1), nn.ReLU(inplace=True),
@@ -90,10 +98,26 @@ class EDDeconv(nn.Module):
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.decoder(self.encoder(x))
+        if self.skips:
+            out = self._forward_with_skips(x)
+        else:
+            out = self.decoder(self.encoder(x))
         if out.shape[-2:] != x.shape[-2:]:  # inputs larger than 64 px: back to the input size
             out = nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
+
+
+    def _forward_with_skips(self, x: Tensor) -> Tensor:
+        saved, h = {}, x
+        for i, layer in enumerate(self.encoder):
+            h = layer(h)
+            if i in self._skip_from:
+                saved[self._skip_to[self._skip_from.index(i)]] = h
+        for i, layer in enumerate(self.decoder):
+            h = layer(h)
+            if i in saved and saved[i].shape == h.shape:  # sizes differ for inputs that are not 64 px
+                h = h + saved[i]
+        return h
 
 
 class ConfNet(nn.Module):
@@ -167,8 +191,10 @@ def build_nets(p: AeModelParams) -> AeNets:
         raise ConfigError(f"ae_model.image_size: {p.image_size} is not a multiple of 16")
     s = net_shape(p)
     return AeNets(
-        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False, upsample=p.upsample, group_size=p.norm_group_size),
-        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True, upsample=p.upsample, group_size=p.norm_group_size),
+        depth=EDDeconv(3, 1, s.zdim, s.nf, activation=False, upsample=p.upsample, group_size=p.norm_group_size,
+                       skips=p.skips == "depth_albedo"),
+        albedo=EDDeconv(3, 3, s.zdim, s.nf, activation=True, upsample=p.upsample, group_size=p.norm_group_size,
+                        skips=p.skips != "none"),
         light=Encoder(3, 4, s.nf_small),
         view=Encoder(3, 6, s.nf_small),
         conf=ConfNet(3, max(s.zdim // 2, 8), s.nf, group_size=p.norm_group_size),

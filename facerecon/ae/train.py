@@ -69,6 +69,7 @@ def _model_params_from(config: Any, path: Path) -> AeModelParams:
     raw.setdefault("upsample", "deconv")
     raw.setdefault("norm_group_size", 0)
     raw.setdefault("encoder_width", 0)
+    raw.setdefault("skips", "none")
     unknown = sorted(set(raw) - known)
     if unknown:
         raise CheckpointError(f"{path}: unknown ae_model keys {unknown} (written by a newer facerecon?)")
