@@ -6,9 +6,9 @@ the two confidence maps (full resolution for the L1 loss, quarter resolution for
 loss). Unsup3D uses ``width`` 64 for depth/albedo/confidence and 32 for light/view; here ``width``
 sets the first (small on the CPU default, see ``params.yaml``) and ``encoder_width`` the
 second (the encoders are cheap: no decoder), ``norm_group_size`` keeps Unsup3D's 4 channels
-per GroupNorm group at any width, and ``upsample`` chooses Unsup3D's transposed convolutions or resize-convolutions in the depth and
-albedo decoders,
-and ``skips`` adds U-Net-style skip connections (none in Unsup3D).
+per GroupNorm group at any width, ``upsample`` chooses Unsup3D's transposed convolutions or
+resize-convolutions in the depth and albedo decoders, and ``skips`` adds U-Net-style skip
+connections to them (Unsup3D has none).
 Input images are in [-1, 1] and must be a multiple of 16 pixels square (64 is the reference).
 """
 
@@ -70,9 +70,6 @@ class EDDeconv(nn.Module):
             nn.AdaptiveAvgPool2d(4),
             nn.Conv2d(nf * 8, zdim, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
         )
-        # encoder activations at 1/2, 1/4, 1/8, 1/16 of the input, which skip connections add to the
-        # decoder's activations of the same size and width (indices into the Sequentials)
-        self._skip_from = (2, 5, 8, 10)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(zdim, nf * 8, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
             nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False), nn.ReLU(inplace=True),
@@ -86,7 +83,10 @@ class EDDeconv(nn.Module):
                 nn.Conv2d(cout_, cout_, 3, 1, 1, bias=False), _gn(cout_, mult), nn.ReLU(inplace=True),
             ]
             skip_to.append(len(layers) - 1)
-        self._skip_to = tuple(reversed(skip_to))  # pairs with _skip_from: finest first
+        # skip connections add the encoder's activations at 1/2, 1/4, 1/8, 1/16 of the input (its
+        # LeakyReLUs) to the decoder's of the same size and width: encoder index → decoder index
+        skip_from = [i for i, m in enumerate(self.encoder) if isinstance(m, nn.LeakyReLU)]
+        self._skip_pairs = dict(zip(skip_from, reversed(skip_to), strict=True))
         layers += [
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.Conv2d(nf, nf, 3, 1, 1, bias=False), _gn(nf, 1), nn.ReLU(inplace=True),
@@ -106,13 +106,12 @@ class EDDeconv(nn.Module):
             out = nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
 
-
     def _forward_with_skips(self, x: Tensor) -> Tensor:
         saved, h = {}, x
         for i, layer in enumerate(self.encoder):
             h = layer(h)
-            if i in self._skip_from:
-                saved[self._skip_to[self._skip_from.index(i)]] = h
+            if i in self._skip_pairs:
+                saved[self._skip_pairs[i]] = h
         for i, layer in enumerate(self.decoder):
             h = layer(h)
             if i in saved and saved[i].shape == h.shape:  # sizes differ for inputs that are not 64 px
