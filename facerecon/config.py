@@ -285,6 +285,11 @@ class PretrainParams:
     lam_depth_smooth: float = opt(0.0, min=0.0, help="weight of a second-difference smoothness term on the "
                                   "canonical depth (in depth-range units; removes the checkerboard that "
                                   "central-difference normals cannot see)")
+    lam_pseudo_view: float = opt(0.0, min=0.0, help="weight of the pseudo-sample loss (GAN2Shape's idea, from the "
+                                 "model's own canonical face): the current depth and albedo rendered at a random "
+                                 "known viewpoint, which the viewpoint and light networks must recover; 0 = off")
+    lam_pseudo_depth: float = opt(0.0, min=0.0, help="with the pseudo samples, weight of the depth network "
+                                  "returning the canonical depth from the turned image (pose-invariant depth)")
     max_minutes: float = opt(75.0, min=0.0, help="a guard: stop (resumably) after this wall time; 0 = no limit")
     perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
                           help="perceptual loss features, as ae_optimize.perceptual")

@@ -262,3 +262,50 @@ def test_prior_shape_fit_gives_the_depth_network_a_convex_face():
     assert err < 0.05  # of the depth range
     relief = d[:, 12:20, 10:18].mean() - d[:, 12:20, :2].mean()  # centre nearer than the side columns
     assert relief < -0.15 * (mp.max_depth - mp.min_depth)
+
+
+def test_pseudo_samples_teach_the_viewpoint_network_the_turns_the_warp_makes():
+    # the pseudo-sample loss trains the viewpoint network on the model's own face turned by known
+    # views; what it learns must be the convention decompose() warps with: re-rendering the face at
+    # the predicted view reproduces the turned image better than the frontal view does
+    from facerecon.ae.losses import pseudo_sample_loss
+    from facerecon.ae.model import render
+    from facerecon.ae.networks import zero_init_heads
+    from facerecon.ae.train import fit_prior_shape
+
+    mp = AeModelParams(image_size=32, width=8, zdim=32)
+    torch.manual_seed(0)
+    nets = zero_init_heads(build_nets(mp))
+    out, _, _ = _rendered(16, 5)
+    images = torch.from_numpy(out["images"]).permute(0, 3, 1, 2).float() / 255
+    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear", antialias=True)
+    fit_prior_shape(nets, mp, images, steps=100, lr=2e-3)
+    opt = torch.optim.Adam(nets.view.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        dec = decompose(nets, mp, images)
+    depth_before = [t.clone() for t in nets.depth.parameters()]
+    nets.zero_grad(set_to_none=True)  # the prior fit leaves its last gradients
+    for _ in range(150):
+        loss, parts = pseudo_sample_loss(nets, mp, dec, rng)
+        opt.zero_grad()
+        loss.backward()
+        assert all(t.grad is None for t in nets.depth.parameters())  # lam_depth = 0: depth untouched
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(depth_before, nets.depth.parameters()))
+    # fresh pseudo samples: the predicted yaw follows the known one
+    test_rng = np.random.default_rng(99)
+    raw = torch.from_numpy(test_rng.uniform(-0.9, 0.9, 16)).float()
+    view = torch.zeros(16, 6)
+    view[:, 1] = raw * np.radians(mp.xyz_rotation_range)
+    with torch.no_grad():
+        b = dec.batch
+        turned = render(mp, dec.canon_depth[:b], dec.canon_albedo[:b], dec.light[:b], view)["recon_image"]
+        from facerecon.ae.model import view_from_raw
+        predicted = view_from_raw(nets.view(turned), mp)
+        corr = np.corrcoef(predicted[:, 1].numpy(), view[:, 1].numpy())[0, 1]
+        assert corr > 0.8, corr
+        again = render(mp, dec.canon_depth[:b], dec.canon_albedo[:b], dec.light[:b], predicted)["recon_image"]
+        front = render(mp, dec.canon_depth[:b], dec.canon_albedo[:b], dec.light[:b], torch.zeros(16, 6))["recon_image"]
+        assert (again - turned).abs().mean() < 0.7 * (front - turned).abs().mean()
+    assert {"pseudo_view", "pseudo_light"} <= set(parts)

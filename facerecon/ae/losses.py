@@ -20,6 +20,7 @@ note. The choice is recorded with every checkpoint and result.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -206,3 +207,46 @@ def depth_supervision_loss(dec: Decomposition, truth: dict[str, Tensor], model_p
     total = canon + view + depth + normal
     return total, {"sup_canon": float(canon.detach()), "sup_view": float(view.detach()),
                    "sup_depth": float(depth.detach()), "sup_normal": float(normal.detach())}
+
+
+# pseudo samples' viewpoints, as fractions of the model's ranges (raw view units): yaw over most of the
+# rotation range, pitch a quarter of it and roll a twelfth (a turned head, as photos and the synthetic set
+# have them), and small shifts
+PSEUDO_VIEW_SPREAD = (0.25, 0.9, 1 / 12, 0.1, 0.1, 0.0)
+
+
+def pseudo_sample_loss(nets, model_params, dec: Decomposition, rng, *,
+                       lam_depth: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+    """GAN2Shape's pseudo samples, built from the model itself: each face's current canonical depth and
+    albedo are rendered (no gradient) under a random known viewpoint and another face's light, and the
+    viewpoint and light networks must recover them (``lam_depth`` > 0: the depth network must also
+    return the canonical depth from the turned image).
+
+    The photometric loss alone gives the viewpoint network a weak and easily collapsed signal (a face
+    explained frontally with a symmetric generic depth); here every step tells it what a known turn
+    looks like. The targets are exact only as far as the canonical face is frontal, but a viewpoint
+    network that is off by a constant or a scale sees the pseudo samples off by the same, so the only
+    fixed point is the true viewpoint. Returns (loss, parts)."""
+    from facerecon.ae.model import depth_from_raw, render
+
+    b, mp = dec.batch, model_params
+    with torch.no_grad():
+        spread = torch.tensor(PSEUDO_VIEW_SPREAD, dtype=dec.view.dtype, device=dec.view.device)
+        raw_view = torch.from_numpy(rng.uniform(-1.0, 1.0, (b, 6))).to(spread) * spread
+        view = torch.cat([raw_view[:, :3] * math.radians(mp.xyz_rotation_range),
+                          raw_view[:, 3:5] * mp.xy_translation_range, raw_view[:, 5:] * mp.z_translation_range], 1)
+        light = dec.light[:b][torch.from_numpy(rng.permutation(b)).to(dec.view.device)]
+        raw_light = torch.cat([(light[:, :2] - 0.5) * 2, light[:, 2:]], 1)
+        depth = dec.canon_depth[:b]
+        image = render(mp, depth, dec.canon_albedo[:b], light, view)["recon_image"].clamp(-1, 1)
+    view_err = F.smooth_l1_loss(nets.view(image), raw_view, beta=0.05)
+    light_err = F.smooth_l1_loss(nets.light(image), raw_light, beta=0.05)
+    total = view_err + light_err
+    parts = {"pseudo_view": float(view_err.detach()), "pseudo_light": float(light_err.detach())}
+    if lam_depth > 0:
+        span = max(mp.max_depth - mp.min_depth, 1e-6)
+        d = depth_from_raw(nets.depth(image), mp)[..., 2:-2]
+        depth_err = (d - depth[..., 2:-2]).abs().mean() / span
+        total = total + lam_depth * depth_err
+        parts["pseudo_depth"] = float(depth_err.detach())
+    return total, parts

@@ -29,6 +29,7 @@ from facerecon.ae.losses import (
     depth_smoothness_loss,
     depth_supervision_loss,
     perceptual_features,
+    pseudo_sample_loss,
     reconstruction_loss,
 )
 from facerecon.ae.model import decompose
@@ -324,6 +325,10 @@ def pretrain(params: Params, *, progress: Callable[[int, int, dict[str, float]],
                 smooth = depth_smoothness_loss(dec.canon_depth[:dec.batch], span)
                 loss = loss + p.lam_depth_smooth * smooth
                 parts["depth_smooth"] = float(smooth.detach())
+            if p.lam_pseudo_view > 0:
+                pseudo, pseudo_parts = pseudo_sample_loss(nets, mp, dec, rng, lam_depth=p.lam_pseudo_depth)
+                loss = loss + p.lam_pseudo_view * pseudo
+                parts.update(pseudo_parts)
             if truth is not None:
                 truth = {k: v.to(device).float() for k, v in truth.items()}
                 sup, sup_parts = depth_supervision_loss(dec, truth, mp)
