@@ -269,7 +269,7 @@ def test_pseudo_samples_teach_the_viewpoint_network_the_turns_the_warp_makes():
     # views; what it learns must be the convention decompose() warps with: re-rendering the face at
     # the predicted view reproduces the turned image better than the frontal view does
     from facerecon.ae.losses import pseudo_sample_loss
-    from facerecon.ae.model import render
+    from facerecon.ae.model import render, view_from_raw
     from facerecon.ae.networks import zero_init_heads
     from facerecon.ae.train import fit_prior_shape
 
@@ -292,7 +292,7 @@ def test_pseudo_samples_teach_the_viewpoint_network_the_turns_the_warp_makes():
         loss.backward()
         assert all(t.grad is None for t in nets.depth.parameters())  # lam_depth = 0: depth untouched
         opt.step()
-    assert all(torch.equal(a, b) for a, b in zip(depth_before, nets.depth.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(depth_before, nets.depth.parameters(), strict=True))
     # fresh pseudo samples: the predicted yaw follows the known one
     test_rng = np.random.default_rng(99)
     raw = torch.from_numpy(test_rng.uniform(-0.9, 0.9, 16)).float()
@@ -301,7 +301,6 @@ def test_pseudo_samples_teach_the_viewpoint_network_the_turns_the_warp_makes():
     with torch.no_grad():
         b = dec.batch
         turned = render(mp, dec.canon_depth[:b], dec.canon_albedo[:b], dec.light[:b], view)["recon_image"]
-        from facerecon.ae.model import view_from_raw
         predicted = view_from_raw(nets.view(turned), mp)
         corr = np.corrcoef(predicted[:, 1].numpy(), view[:, 1].numpy())[0, 1]
         assert corr > 0.8, corr
