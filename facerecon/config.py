@@ -217,7 +217,7 @@ class AeModelParams:
                                "per group (an InstanceNorm) at width ≤ 16")
     encoder_width: int = opt(32, min=0, max=256, help="base width of the light and viewpoint encoders (Unsup3D: "
                              "32); 0 = the old rule, width // 2")
-    skips: str = opt("none", choices=("none", "albedo", "depth_albedo"),
+    skips: str = opt("albedo", choices=("none", "albedo", "depth_albedo"),
                      help="additive encoder→decoder skip connections (U-Net style, no extra weights) in the "
                           "albedo (and depth) network; Unsup3D has none: its 256-number bottleneck learns "
                           "detail only after millions of images, which a CPU run never sees")
@@ -259,8 +259,8 @@ class SynthParams:
 class PretrainParams:
     dataset: str = opt("synth", choices=("synth", "celeba", "cfp", "hpid", "comsats", "folder"))
     dataset_path: str = opt("data/synth")
-    epochs: int = opt(4, min=1, max=10000, help="the training length (resumable at each epoch end); 4 × 625 "
-                      "batch-16 steps ≈ 23 min on 2 quiet CPU cores")
+    epochs: int = opt(5, min=1, max=10000, help="the training length (resumable at each epoch end); 5 × 625 "
+                      "batch-16 steps ≈ 41 min on one CPU thread (benchmarks/ae_convergence.py)")
     batch_size: int = opt(16, min=1, max=4096, help="Unsup3D: 64; 16 gives 4× the updates per CPU-minute")
     lr: float = opt(1e-3, min=1e-8, max=1.0, help="Adam; Unsup3D: 1e-4 (measured: 1e-3 learns fastest at "
                     "batch 16, 2e-3 collapses)")
@@ -274,10 +274,10 @@ class PretrainParams:
     zero_init_heads: bool = opt(True, help="start the depth, light and viewpoint outputs at zero: a flat face "
                                 "seen frontally under a neutral light, instead of PyTorch's random init (a random "
                                 "viewpoint per image that the warp must first unlearn)")
-    face_mask: bool = opt(False, help="photometric losses only on the face's own pixels (the set's silhouette "
+    face_mask: bool = opt(True, help="photometric losses only on the face's own pixels (the set's silhouette "
                           "masks). The background of a photo stays put when the head turns, but in the AE's "
                           "single depth surface it turns with the face; off: Unsup3D's whole-image loss")
-    prior_shape: str = opt("none", choices=("none", "ellipsoid"),
+    prior_shape: str = opt("ellipsoid", choices=("none", "ellipsoid"),
                            help="before training, fit the depth network to a generic convex face: a half "
                            "ellipsoid over the face oval of an aligned crop (GAN2Shape's initial shape), so the "
                            "warp sees relief from the first step; none: start flat")
@@ -285,12 +285,12 @@ class PretrainParams:
     lam_depth_smooth: float = opt(0.0, min=0.0, help="weight of a second-difference smoothness term on the "
                                   "canonical depth (in depth-range units; removes the checkerboard that "
                                   "central-difference normals cannot see)")
-    lam_pseudo_view: float = opt(0.0, min=0.0, help="weight of the pseudo-sample loss (GAN2Shape's idea, from the "
+    lam_pseudo_view: float = opt(1.0, min=0.0, help="weight of the pseudo-sample loss (GAN2Shape's idea, from the "
                                  "model's own canonical face): the current depth and albedo rendered at a random "
                                  "known viewpoint, which the viewpoint and light networks must recover; 0 = off")
     lam_pseudo_depth: float = opt(0.0, min=0.0, help="with the pseudo samples, weight of the depth network "
                                   "returning the canonical depth from the turned image (pose-invariant depth)")
-    max_minutes: float = opt(75.0, min=0.0, help="a guard: stop (resumably) after this wall time; 0 = no limit")
+    max_minutes: float = opt(60.0, min=0.0, help="a guard: stop (resumably) after this wall time; 0 = no limit")
     perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
                           help="perceptual loss features, as ae_optimize.perceptual")
     out: str = opt("models/ae_synth.pt")

@@ -107,10 +107,12 @@ def start_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_file: P
     exe = Path(sys.executable).parent / "prefect"
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "true" if ui else "false"}
     env.pop("PREFECT_API_URL", None)  # the server itself must not point at another API
+    url = f"http://{host}:{port}/api"
+    # the UI's pages call this API from the browser; unset, Prefect points them at port 4200 whatever --port says
+    env["PREFECT_UI_API_URL"] = env["PREFECT_SERVER_UI_API_URL"] = url
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen([str(exe), "server", "start", "--host", host, "--port", str(port)], env=env,
                             stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://{host}:{port}/api"
     try:
         wait_healthy(url, proc)
     except BaseException:
