@@ -129,3 +129,23 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(prefect_server):
         dep = c.read_deployment_by_name(f"{FLOW_NAME}/batch")
     assert dep.work_pool_name == "facerecon-process" and dep.entrypoint == "flows/serve.py:scheduled_batch"
     assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
+
+
+def test_the_ui_on_another_port_calls_its_own_api(tmp_path, monkeypatch):
+    """`facerecon ui --port N`: the pages the browser loads must call the API on N, not Prefect's 4200."""
+    import json
+    import urllib.request
+
+    from ops_support import free_port
+
+    from flows.server import start_server, stop_server
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    port = free_port()
+    proc, url = start_server(port=port, log_file=tmp_path / "server.log")
+    try:
+        settings = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=30))
+    finally:
+        stop_server(proc)
+    assert url == f"http://127.0.0.1:{port}/api"
+    assert settings["api_url"] == url
