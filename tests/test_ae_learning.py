@@ -49,7 +49,7 @@ def test_group_norm_keeps_four_channels_per_group_and_old_checkpoints_keep_their
 
 def test_skip_connections_carry_the_image_past_the_bottleneck_and_old_checkpoints_have_none(tmp_path):
     torch.manual_seed(0)
-    plain, skipped = build_nets(AeModelParams(width=8)), build_nets(AeModelParams(width=8, skips="albedo"))
+    plain, skipped = build_nets(AeModelParams(width=8, skips="none")), build_nets(AeModelParams(width=8, skips="albedo"))
     skipped.load_state_dict(plain.state_dict())  # no extra weights: the same keys and shapes
     for nets in (plain, skipped):
         torch.nn.init.zeros_(nets.albedo.encoder[12].weight)  # the 256-number code is now always 0
