@@ -158,6 +158,10 @@ class AeOptimizeParams:
     depth_prior: float = opt(1.0, min=0.0, max=100.0,
                              help="weight of the invert stage's frontal depth as a shape prior while fine-tuning "
                                   "(0 = the thesis's loss alone)")
+    anchor: str = opt("landmarks", choices=("landmarks", "ae"),
+                      help="with a depth prior, which depth gives the face's broad shape: landmarks = the prior, "
+                           "the AE adding its low-passed disagreement; ae = the AE, the prior adding its detail "
+                           "finer than residual_sigma inside the landmark hull")
     residual_sigma: float = opt(3.0, min=0.0, max=64.0,
                                 help="with a depth prior, the face depth is the prior plus the AE's disagreement "
                                      "low-passed by this Gaussian (AE pixels); 0 = the AE's depth as it is")

@@ -262,6 +262,22 @@ def test_anchored_depth_drops_scale_and_pixel_noise_but_keeps_broad_shape():
     assert anchored_depth(ae, prior, sigma=0.0) is ae
 
 
+def test_detailed_depth_keeps_the_aes_broad_shape_and_takes_the_priors_fine_detail():
+    from facerecon.stages.ae_optimize import detailed_depth
+
+    prior = _prior(1.0 - _bump(width=0.12, height=0.05))  # a sharp "nose" on a flat face
+    hull = prior.mask.numpy() > 0.5
+    head = (1.0 - _bump(width=0.9, height=0.2)).astype(np.float32)  # the AE: a round head, no nose
+    out = detailed_depth(head, prior, hull, sigma=3.0)
+    # the AE's broad curvature stays: the rim of the hull is as far back as the AE put it
+    ring = hull & ~(np.hypot(*np.mgrid[-1:1:64j, -1:1:64j]) < 0.6)
+    assert np.abs(out - head)[ring].mean() < 0.005
+    # the prior's nose is added on top (it sticks out of the AE's head by most of its height)
+    assert head[32, 32] - out[32, 32] > 0.03
+    assert np.array_equal(out[~hull], head[~hull])  # nothing changes outside the landmark hull
+    assert detailed_depth(head, prior, hull, sigma=0.0) is head
+
+
 def test_delit_photo_recovers_albedo_under_the_predicted_light():
     from facerecon.ae.model import shading
     from facerecon.geometry.mesh import normals_from_depth

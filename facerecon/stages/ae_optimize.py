@@ -178,6 +178,30 @@ def anchored_depth(ae_depth: np.ndarray, prior, sigma: float) -> np.ndarray:
     return (base + feather * smooth).astype(np.float32)
 
 
+def detailed_depth(ae_depth: np.ndarray, prior, hull: np.ndarray, sigma: float) -> np.ndarray:
+    """The AE's depth as the face's broad shape, with the prior's detail finer than ``sigma``.
+
+    The prior is matched to the AE by a least-squares scale and offset on the landmark ``hull``
+    (the AE fixes the relief); inside the hull, feathered to zero at its rim, the AE's own detail
+    finer than ``sigma`` (AE pixels) is replaced by the prior's: low frequencies from the AE, high
+    frequencies (nose, lips, brows) from the landmarks. With ``sigma`` 0 the AE's depth is kept.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    m = hull & (prior.mask.numpy() > 0.5)
+    if sigma <= 0 or m.sum() < 16:
+        return ae_depth
+    ae, base = ae_depth.astype(np.float64), prior.depth.numpy().astype(np.float64)
+    x, y = base[m], ae[m]
+    var = float(((x - x.mean()) ** 2).mean())
+    scale = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
+    diff = np.where(m, scale * (base - x.mean()) + y.mean() - ae, 0.0)
+    w = gaussian_filter(m.astype(np.float64), sigma)
+    fine = diff - gaussian_filter(diff, sigma) / np.maximum(w, 1e-6)
+    feather = np.clip(gaussian_filter(m.astype(np.float64), sigma / 2) * 2 - 1, 0, 1) * m
+    return (ae + feather * fine).astype(np.float32)
+
+
 def _np(t) -> np.ndarray:
     import torch
 
@@ -221,7 +245,14 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
             pred = predict(nets, model_params, front)
             ae_depth = _np(pred["canon_depth"]).reshape(size, size).astype(np.float32)
             save_npy(d / "ae_depth.npy", ae_depth)
-            depth = ae_depth if prior is None else anchored_depth(ae_depth, prior, p.residual_sigma)
+            hull_path = sweep.path / "frontal_face_mask.png"  # the landmark hull: forehead top = hairline
+            hull = crop_mask(load_png(hull_path) > 127 if hull_path.exists() else head, p.crop, size)
+            if prior is None:
+                depth = ae_depth
+            elif p.anchor == "ae":
+                depth = detailed_depth(ae_depth, prior, hull, p.residual_sigma)
+            else:
+                depth = anchored_depth(ae_depth, prior, p.residual_sigma)
             save_npy(d / "depth.npy", depth.astype(np.float32))
             ae_albedo = _np(pred["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
             albedo = ae_albedo
@@ -242,9 +273,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
                 save_npy(d / f"albedo_{side}.npy", a.astype(np.float32))
                 save_png(d / f"albedo_{side}.png", a)
         save_npy(d / "mask.npy", head_crop)
-        hull_path = sweep.path / "frontal_face_mask.png"  # the landmark hull: forehead top = hairline
-        hull = load_png(hull_path) > 127 if hull_path.exists() else head
-        save_npy(d / "face_mask.npy", crop_mask(hull, p.crop, size))
+        save_npy(d / "face_mask.npy", hull)
         save_png(d / "front_input.png", _np(front).transpose(1, 2, 0))
         save_png(d / "front_crop.png", center_crop(front_img, p.crop))  # full resolution, for the texture
         info = {"views": len(used), "steps": p.steps, "checkpoint": meta.get("checkpoint"),
