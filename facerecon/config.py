@@ -192,6 +192,9 @@ class ExportParams:
     glb: bool = opt(True)
     photo_detail: float = opt(1.0, min=0.0, max=2.0,
                               help="add the photo's fine detail to the AE albedo texture (0 = AE albedo only)")
+    likeness: str = opt("auto", choices=("auto", "on", "off"),
+                        help="identity distance photo ↔ renders at 0°, ±30°, ±45° and the front render's landmark "
+                             "error in result.json (dlib's ResNet); auto = when dlib and its models are installed")
 
 
 # ----------------------------------------------------------------------- benchmark
@@ -263,8 +266,9 @@ class SynthParams:
 class PretrainParams:
     dataset: str = opt("synth", choices=("synth", "celeba", "cfp", "hpid", "comsats", "folder"))
     dataset_path: str = opt("data/synth")
-    epochs: int = opt(5, min=1, max=10000, help="the training length (resumable at each epoch end); 5 × 625 "
-                      "batch-16 steps ≈ 41 min on one CPU thread (benchmarks/ae_convergence.py)")
+    epochs: int = opt(10, min=1, max=10000, help="the training length (resumable at each epoch end); 10 × 625 "
+                      "batch-16 steps ≈ 85 min on one CPU thread (benchmarks/ae_convergence.py: still improving "
+                      "at 40 min)")
     batch_size: int = opt(16, min=1, max=4096, help="Unsup3D: 64; 16 gives 4× the updates per CPU-minute")
     lr: float = opt(1e-3, min=1e-8, max=1.0, help="Adam; Unsup3D: 1e-4 (measured: 1e-3 learns fastest at "
                     "batch 16, 2e-3 collapses)")
@@ -294,7 +298,7 @@ class PretrainParams:
                                  "known viewpoint, which the viewpoint and light networks must recover; 0 = off")
     lam_pseudo_depth: float = opt(0.0, min=0.0, help="with the pseudo samples, weight of the depth network "
                                   "returning the canonical depth from the turned image (pose-invariant depth)")
-    max_minutes: float = opt(60.0, min=0.0, help="a guard: stop (resumably) after this wall time; 0 = no limit")
+    max_minutes: float = opt(120.0, min=0.0, help="a guard: stop (resumably) once the run's training time (summed over resumes) passes this; 0 = no limit")
     perceptual: str = opt("auto", choices=("auto", "vgg16", "random_conv", "none"),
                           help="perceptual loss features, as ae_optimize.perceptual")
     out: str = opt("models/ae_synth.pt")
@@ -390,6 +394,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare on/off/yes/no as a bool
+            value = "on" if value else "off"
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value

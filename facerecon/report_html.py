@@ -110,6 +110,8 @@ def render_index(cards: list[dict], skipped: dict[str, str], *, title: str, gene
                          f'{f["seconds_total"]:.1f} s</p>')
             if f.get("error"):
                 parts.append(f'<p class="error">{e(f["error"])}</p>')
+            if f.get("likeness"):
+                parts.append(f'<p class="likeness">{e(f["likeness"])}</p>')
             if f.get("timings"):
                 cells = "".join(f"<span>{e(k)} {v:.1f}s</span>" for k, v in f["timings"])
                 parts.append(f'<p class="timings">{cells}</p>')
@@ -153,6 +155,7 @@ def _cards(rows: list[dict], storage, base: str) -> tuple[list[dict], list[tuple
         prefix = relative_prefix(r.get("output"), base) if face["status"] == "ok" else None
         face["prefix"] = prefix
         if prefix:
+            face["likeness"] = _likeness_line(storage, prefix)
             marker = storage.complete_marker(prefix) or {}
             glb = (marker.get("files") or {}).get("face.glb") or {}
             if glb.get("sha256"):
@@ -161,6 +164,24 @@ def _cards(rows: list[dict], storage, base: str) -> tuple[list[dict], list[tuple
                 todo.append((face["glb_js"], f"{prefix}/face.glb", glb["sha256"]))
         card["faces"].append(face)
     return list(cards.values()), todo
+
+
+def _likeness_line(storage, prefix: str) -> str | None:
+    """'identity distance to the photo (dlib, < 0.6 = same person): 0° 0.29 · …' from result.json."""
+    import json
+
+    try:
+        lk = json.loads(storage.read_optional(f"{prefix}/result.json") or b"{}").get("likeness") or {}
+    except ValueError:
+        return None
+    views = lk.get("views") or {}
+    if not views:
+        return None
+    cells = " · ".join(f"{name.lstrip('+')}° {v['distance']:.2f}" for name, v in views.items())
+    line = f"identity distance to the photo (dlib, < {lk.get('same_person_below', 0.6)} = same person): {cells}"
+    if lk.get("landmark_error_front") is not None:
+        line += f"; front landmark error {lk['landmark_error_front']:.3f}"
+    return line
 
 
 def read_manifest_rows(storage) -> list[dict]:

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tiny import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "data" / "photos"
-TINY = ["align.output_size=128", "pose_sweep.image_size=64", "profile.image_size=64", "ae_optimize.steps=2",
-        "ae_optimize.batch_size=4", "export.mesh_resolution=32", "export.render_size=64",
-        "export.texture_size=64", "export.turntable_frames=3"]
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
           "AWS_EC2_METADATA_DISABLED": "true"}
 

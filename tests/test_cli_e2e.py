@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tiny import TINY
 
 # The offline `ae_optimize` stage needs the Unsup3D autoencoder package; until it is in the tree and
 # wired into the stage, the end-to-end run stops at that stage, so these tests wait for it.
@@ -25,14 +26,11 @@ if not AE_PACKAGE_WIRED:
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "data" / "photos"
-TINY = ["align.output_size=128", "pose_sweep.image_size=64", "profile.image_size=64", "ae_optimize.steps=2",
-        "ae_optimize.batch_size=4", "export.mesh_resolution=32", "export.render_size=64",
-        "export.texture_size=64", "export.turntable_frames=3"]
 
 
 def tiny_args(cache: Path) -> list[str]:
     out = []
-    for s in TINY + [f"cache.dir={cache}"]:
+    for s in TINY + ["export.likeness=on", f"cache.dir={cache}"]:  # this module checks result.json's likeness
         out += ["--set", s]
     return out
 
@@ -78,6 +76,12 @@ def test_outputs_of_a_face(first_run):
     assert set(result["timings_s"]) >= {"align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize",
                                         "combine", "correct", "export"}
     assert result["stages"]["dreambooth"]["summary"]["skipped"] is True
+    lk = result["likeness"]  # dlib's identity distance photo ↔ renders, measured, not assumed
+    assert lk["photo_detected"] is True and set(lk["views"]) == {"+0", "-30", "+30", "-45", "+45"}
+    assert all(0.0 < v["distance"] < 2.0 for v in lk["views"].values())
+    assert 0.0 < lk["landmark_error_front"] < 1.0
+    page = (dst / "index.html").read_text()
+    assert "identity distance to the photo" in page
     m = read_manifest(dst)
     assert list(m["status"]) == ["ok"] and m["stages_run"][0].startswith("align")
     sheet = Image.open(face / "views.png")

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from tiny import TINY
 
 from facerecon.errors import CheckpointError, DestinationError, InputImageError, StorageError
 from facerecon.io.atomic import atomic_write_bytes
@@ -31,9 +32,6 @@ from flows.reconstruct import list_photos, output_prefix, output_stems
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "data" / "photos"
-TINY = ["align.output_size=128", "pose_sweep.image_size=64", "profile.image_size=64", "ae_optimize.steps=2",
-        "ae_optimize.batch_size=4", "export.mesh_resolution=32", "export.render_size=64",
-        "export.texture_size=64", "export.turntable_frames=3"]
 WEIRD_NAME = b"new\nline \xff\xfe caf\xc3\xa9.jpg"  # newline, bytes that are not UTF-8, and some UTF-8
 
 

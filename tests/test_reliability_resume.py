@@ -29,11 +29,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from tiny import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["align.output_size=128", "pose_sweep.image_size=64", "profile.image_size=64", "ae_optimize.steps=2",
-        "ae_optimize.batch_size=4", "export.mesh_resolution=32", "export.render_size=64",
-        "export.texture_size=64", "export.turntable_frames=3"]
 FACE_FILES = ("face.obj", "face.mtl", "albedo.png", "face.glb", "depth.npy", "depth.png", "normals.png",
               "render_front.png", "turntable.gif", "views.png", "result.json")
 NOT_COMPARED = {"result.json", "_complete.json"}  # timings, dates

