@@ -74,6 +74,31 @@ def test_no_face_in_noise():
     assert find_faces(noise, get_detector(), max_faces=2, min_face_size=24) == []
 
 
+def test_landmark_depth_has_no_ring_where_the_face_hull_meets_the_head(astronaut_landmarks):
+    """Issue 14's dark contour ring: the continuation outside the hull used to start nearer than
+    the hull's receding rim (a step forward, then back), which every render shaded as a line."""
+    from scipy.ndimage import distance_transform_edt
+
+    lm = astronaut_landmarks.copy()
+    lm[:, :2] -= lm[:, :2].min(0) - 40
+    front, _ = frontalize_landmarks(lm)
+    depth, hull = landmark_depth(front, 320, fov=10.0)
+    face_w = float(np.ptp(front[:, 0]))
+    outside = distance_transform_edt(~hull)
+    steps = []
+    y0, y1 = np.percentile(front[:, 1], [35, 65]).astype(int)  # rows through the cheeks
+    for row in range(y0, y1):
+        cols = np.where(hull[row])[0]
+        for edge, step in ((cols.min(), -1), (cols.max(), 1)):
+            run = depth[row, edge: edge + step * int(0.1 * face_w): step]
+            steps.append(float(np.diff(run).min()))  # negative: the surface comes forward again
+    assert min(steps) > -2e-4, min(steps)
+    # and the band just outside the rim is as far back as the band just inside it
+    ring_out = (outside > 0) & (outside <= 3)
+    ring_in = hull & (distance_transform_edt(hull) <= 3)
+    assert depth[ring_out].mean() >= depth[ring_in].mean() - 1e-3
+
+
 def test_landmark_depth_is_a_face(astronaut_landmarks):
     lm = astronaut_landmarks.copy()
     lm[:, :2] -= lm[:, :2].min(0) - 40

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator
-from scipy.ndimage import distance_transform_edt, gaussian_filter
+from scipy.ndimage import binary_erosion, distance_transform_edt, gaussian_filter
 
 from facerecon.align import head_rotation
 
@@ -70,19 +70,31 @@ def landmark_depth(landmarks: np.ndarray, size: int, *, fov: float = 10.0, cente
     face_w = float(np.ptp(lm[:, 0])) or float(size)
     if background_depth is None:
         background_depth = float(np.nanmax(depth)) + 0.35 * face_w / f
-    # outside the hull: a smooth continuation of the face (normalised convolution, so no streaks)
-    # that curves back with distance towards the background, like the side of a head
-    filled_in = np.where(hull, depth, 0.0)
+    # outside the hull: a smooth continuation of the face's rim (normalised convolution of the rim
+    # band only, so no streaks and no step: averaging the whole hull would bring the nearer middle
+    # of the face forward and leave a dark ring where it meets the receding rim), curving back
+    # with distance towards the background, like the side of a head
+    rim = hull & ~binary_erosion(hull, iterations=max(1, round(0.02 * face_w)))
+    filled_in = np.where(rim, depth, 0.0)
     sigma = 0.12 * face_w
     num = gaussian_filter(filled_in, sigma)
-    den = gaussian_filter(hull.astype(np.float64), sigma)
-    smooth = num / np.maximum(den, 1e-6)
-    far = den < 1e-4
-    if far.any():
-        smooth[far] = float(np.nanmean(depth))
+    den = gaussian_filter(rim.astype(np.float64), sigma)
+    smooth = num / np.maximum(den, 1e-12)
+    far = den < 1e-10  # beyond the filter's reach: the nearest reached value (no step at its edge)
+    if far.all():
+        smooth[:] = float(np.nanmean(depth))
+    elif far.any():
+        idx = distance_transform_edt(far, return_distances=False, return_indices=True)
+        smooth = smooth[idx[0], idx[1]]
     dist = distance_transform_edt(~hull)
     curve = (dist / (falloff * face_w)) ** 2 * (background_depth - smooth).clip(min=0.0)
     filled = np.where(hull, depth, np.minimum(smooth + curve, background_depth))
+    # the continuation meets the rim without a step but with a kink (the cheek turns away, the
+    # continuation is level): round it off in a band around the rim, as a real jaw line is round
+    band = 0.03 * face_w
+    to_rim = np.where(hull, distance_transform_edt(hull), dist)
+    w = np.exp(-0.5 * (to_rim / band) ** 2)
+    filled = w * gaussian_filter(filled, band) + (1.0 - w) * filled
     if smooth_sigma > 0:  # the interpolant creases along landmark triangles; renders show them
         filled = gaussian_filter(filled, smooth_sigma * size / 256.0)
     return filled.astype(np.float32), hull
