@@ -39,10 +39,17 @@ def forehead_rows(mask: np.ndarray, brow_row: int | None = None, fraction: float
     return top, bottom, valid
 
 
+def rows_below(bottom: np.ndarray, valid: np.ndarray, height: int) -> np.ndarray:
+    """(H, W) bool: the rows below each valid column's forehead bottom (the correction never reaches)."""
+    return (np.arange(height)[:, None] > bottom[None, :]) | ~valid[None, :]
+
+
 def correct_forehead(depth: np.ndarray, mask: np.ndarray, *, layers: int = 17, source_layer: int = 6,
                      target_layer: int = 0, strength: float = 1.0, brow_row: int | None = None,
-                     feather: float = 2.0) -> np.ndarray:
-    """Corrected copy of ``depth`` (H, W); pixels outside the forehead are untouched."""
+                     feather: float = 2.0, smooth: float = 2.0, top_ramp: float = 0.3) -> np.ndarray:
+    """Corrected copy of ``depth`` (H, W). Pixels outside the forehead are untouched but for a ramp
+    above it (``top_ramp`` of the forehead's height; 0 = none). ``smooth`` (pixels) averages the
+    per-column change across neighbouring columns (0 = as computed)."""
     depth = np.asarray(depth, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
     out = depth.copy()
@@ -63,11 +70,24 @@ def correct_forehead(depth: np.ndarray, mask: np.ndarray, *, layers: int = 17, s
             new[lower] = d_src + (d_bot - d_src) * frac
         upper = (pos < source_layer) & (pos >= target_layer)
         new[upper] = col[upper] + strength * (d_src - col[upper])
-        # only where masked (hair/background above stays as predicted)
+        # only where masked; above the mask's top the change ramps down to 0 over ``top_ramp`` of the
+        # forehead's height, so the corrected forehead meets the hair with no step (a render shows a
+        # step as a line across the forehead)
         inside = mask[t:b + 1, x]
         change[t:b + 1, x] = np.where(inside, new - col, 0.0)
+        ramp = int(round(top_ramp * (b - t)))
+        if ramp > 0 and t > 0:
+            j = np.arange(1, min(ramp, t) + 1)
+            change[t - j, x] = change[t, x] * (1.0 - j / (ramp + 1))
+    if smooth > 0:  # columns are corrected one by one; neighbours differ where the mask's top is
+        # ragged, which renders showed as vertical streaks: average the change across columns
+        w_in = (change != 0) | (mask & valid[None, :])
+        w_in[rows_below(bottom, valid, depth.shape[0])] = False
+        num = gaussian_filter(np.where(w_in, change, 0.0), (0.5, smooth))
+        den = gaussian_filter(w_in.astype(np.float64), (0.5, smooth))
+        change = np.where(w_in, num / np.maximum(den, 1e-9), 0.0)
     if feather > 0:
         weight = gaussian_filter(valid[None, :].astype(np.float64).repeat(depth.shape[0], 0), (0, feather))
-        change = change * np.clip(weight, 0, 1) * mask
+        change = change * np.clip(weight, 0, 1)
     out += change
     return out.astype(np.float32)

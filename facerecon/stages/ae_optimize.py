@@ -27,7 +27,7 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "5"
+VERSION = "6"
 # This stage was written against the planned facerecon.ae API before that package existed; it is
 # set True once the package is in the tree and this stage has been run end to end against it.
 AE_PACKAGE_WIRED = True

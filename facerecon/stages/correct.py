@@ -10,7 +10,7 @@ from facerecon.config import Params
 from facerecon.post.correct import correct_forehead
 from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy, stage_key
 
-VERSION = "2"
+VERSION = "3"
 BROWS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # mediapipe eyebrow landmarks
 
 

@@ -28,7 +28,7 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "1"
+VERSION = "2"
 RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}
 LIKENESS_YAWS = (0.0, -30.0, 30.0, -45.0, 45.0)
 LIKENESS_SIZE = 256

@@ -25,7 +25,7 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "1"
+VERSION = "2"
 log = logging.getLogger(__name__)
 
 
