@@ -15,14 +15,7 @@ import pytest
 from PIL import Image
 from tiny import TINY
 
-# The offline `ae_optimize` stage needs the Unsup3D autoencoder package; until it is in the tree and
-# wired into the stage, the end-to-end run stops at that stage, so these tests wait for it.
-from facerecon.stages.ae_optimize import AE_PACKAGE_WIRED  # noqa: E402
 from flows.cli import main
-
-if not AE_PACKAGE_WIRED:
-    pytest.skip("facerecon.ae (Unsup3D autoencoder) not yet built and wired into ae_optimize",
-                allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "data" / "photos"
