@@ -162,6 +162,9 @@ class AeOptimizeParams:
                       help="with a depth prior, which depth gives the face's broad shape: landmarks = the prior, "
                            "the AE adding its low-passed disagreement; ae = the AE, the prior adding its detail "
                            "finer than residual_sigma inside the landmark hull")
+    output_size: int = opt(128, min=0, max=2048,
+                           help="side of the face's depth map when a depth prior exists: the AE's part is upsampled, "
+                                "the prior's detail kept (0 = the AE's size)")
     residual_sigma: float = opt(3.0, min=0.0, max=64.0,
                                 help="with a depth prior, the face depth is the prior plus the AE's disagreement "
                                      "low-passed by this Gaussian (AE pixels); 0 = the AE's depth as it is")

@@ -199,6 +199,26 @@ def detailed_depth(ae_depth: np.ndarray, prior, hull: np.ndarray, sigma: float) 
     return (ae + feather * fine).astype(np.float32)
 
 
+def refine_with_prior(depth: np.ndarray, prior, prior_hr, hull: np.ndarray) -> np.ndarray:
+    """``depth`` (the AE's size) at the size of ``prior_hr`` (the same frontal prior at a higher
+    resolution): what ``depth`` adds to the prior (after a least-squares scale and offset on the
+    ``hull``) is upsampled, the prior is taken at full resolution. The face so keeps the photo's
+    landmark detail (nose, lips, eyelids) instead of the AE's 64 pixels, and nothing else changes."""
+    import torch
+
+    p_lo, p_hi = prior.depth.numpy().astype(np.float64), prior_hr.depth.numpy().astype(np.float64)
+    m = hull & (prior.mask.numpy() > 0.5)
+    a, c = 1.0, 0.0
+    if m.sum() >= 16:
+        x, y = p_lo[m], depth[m].astype(np.float64)
+        var = float(((x - x.mean()) ** 2).mean())
+        a = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
+        c = float(y.mean() - a * x.mean())
+    resid = torch.from_numpy(depth.astype(np.float64) - (a * p_lo + c))[None, None]
+    up = torch.nn.functional.interpolate(resid, size=p_hi.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return (up + a * p_hi + c).astype(np.float32)
+
+
 def _np(t) -> np.ndarray:
     import torch
 
@@ -243,14 +263,22 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
             ae_depth = _np(pred["canon_depth"]).reshape(size, size).astype(np.float32)
             save_npy(d / "ae_depth.npy", ae_depth)
             hull_path = sweep.path / "frontal_face_mask.png"  # the landmark hull: forehead top = hairline
-            hull = crop_mask(load_png(hull_path) > 127 if hull_path.exists() else head, p.crop, size)
+            hull_full = load_png(hull_path) > 127 if hull_path.exists() else head
+            hull = crop_mask(hull_full, p.crop, size)
             if prior is None:
                 depth = ae_depth
             elif p.anchor == "ae":
                 depth = detailed_depth(ae_depth, prior, hull, p.residual_sigma)
             else:
                 depth = anchored_depth(ae_depth, prior, p.residual_sigma)
-            save_npy(d / "depth.npy", depth.astype(np.float32))
+            out_size = p.output_size or size
+            if prior is not None and out_size != size:  # the prior has the photo's detail: keep it
+                head_hr, hull_hr = crop_mask(head, p.crop, out_size), crop_mask(hull_full, p.crop, out_size)
+                prior_hr = frontal_depth_prior(sweep.path, p, out_size, head_hr)
+                save_npy(d / "depth.npy", refine_with_prior(depth, prior, prior_hr, hull).astype(np.float32))
+            else:
+                save_npy(d / "depth.npy", depth.astype(np.float32))
+                head_hr, hull_hr = head_crop, hull
             ae_albedo = _np(pred["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
             albedo = ae_albedo
             if prior is not None:  # offline: the photo de-lit by the AE's light on the face's depth
@@ -269,8 +297,8 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
                 side = "left" if v.yaw < 0 else "right"
                 save_npy(d / f"albedo_{side}.npy", a.astype(np.float32))
                 save_png(d / f"albedo_{side}.png", a)
-        save_npy(d / "mask.npy", head_crop)
-        save_npy(d / "face_mask.npy", hull)
+        save_npy(d / "mask.npy", head_hr)
+        save_npy(d / "face_mask.npy", hull_hr)
         save_png(d / "front_input.png", _np(front).transpose(1, 2, 0))
         save_png(d / "front_crop.png", center_crop(front_img, p.crop))  # full resolution, for the texture
         info = {"views": len(used), "steps": p.steps, "checkpoint": meta.get("checkpoint"),
