@@ -72,7 +72,11 @@ def frontal_texture(photo: np.ndarray, photo_depth_px: np.ndarray, front_depth_p
     total = weight + wt_m
     blend = np.where(total[..., None] > 1e-3, (tex * weight[..., None] + tex_m * wt_m[..., None])
                      / np.maximum(total, 1e-3)[..., None], tex)
-    # keep the photo's own pixels wherever they were seen well
-    keep = np.clip(weight / 0.5, 0.0, 1.0)[..., None] * (weight >= wt_m)[..., None]
+    # keep the photo's own pixels wherever they were seen well enough, whatever their mirror image's
+    # weight: a crease faces the camera a little less than its mirror, and taking the other side's
+    # pixels there (other lighting) made pale blotches. Judged on the weight at the scale of the
+    # face's parts, so no pixel-sized decisions
+    seen = gaussian_filter(weight, 0.015 * w)
+    keep = np.clip((seen - 0.1) / 0.3, 0.0, 1.0)[..., None]
     out = keep * tex + (1 - keep) * blend
     return out.astype(np.float32), np.maximum(weight, wt_m).astype(np.float32)

@@ -124,6 +124,17 @@ def frontal_depth_prior(sweep_dir: Path, p, size: int, mask: np.ndarray):
                       weight=p.depth_prior)
 
 
+def resize_map(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) float map resized (bilinear) to (size, size, C)."""
+    import torch
+
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
+                                           align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
 def lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
@@ -271,19 +282,18 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
                 depth = detailed_depth(ae_depth, prior, hull, p.residual_sigma)
             else:
                 depth = anchored_depth(ae_depth, prior, p.residual_sigma)
-            out_size = p.output_size or size
-            if prior is not None and out_size != size:  # the prior has the photo's detail: keep it
+            out_size = (p.output_size or size) if prior is not None else size
+            head_hr, hull_hr, depth_hr, front_hr = head_crop, hull, depth, _np(front).transpose(1, 2, 0)
+            if out_size != size:  # the prior and the photo have the face's detail: keep it
                 head_hr, hull_hr = crop_mask(head, p.crop, out_size), crop_mask(hull_full, p.crop, out_size)
-                prior_hr = frontal_depth_prior(sweep.path, p, out_size, head_hr)
-                save_npy(d / "depth.npy", refine_with_prior(depth, prior, prior_hr, hull).astype(np.float32))
-            else:
-                save_npy(d / "depth.npy", depth.astype(np.float32))
-                head_hr, hull_hr = head_crop, hull
+                depth_hr = refine_with_prior(depth, prior, frontal_depth_prior(sweep.path, p, out_size, head_hr),
+                                             hull)
+                front_hr = _np(ae_input(front_img, p.crop, out_size)).transpose(1, 2, 0)
+            save_npy(d / "depth.npy", depth_hr.astype(np.float32))
             ae_albedo = _np(pred["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
             albedo = ae_albedo
             if prior is not None:  # offline: the photo de-lit by the AE's light on the face's depth
-                albedo = delit_photo(_np(front).transpose(1, 2, 0), depth, _np(pred["light"]).reshape(-1),
-                                     model_params)
+                albedo = delit_photo(front_hr, depth_hr, _np(pred["light"]).reshape(-1), model_params)
             save_npy(d / "albedo.npy", albedo.astype(np.float32))
             save_png(d / "albedo.png", albedo)
             save_png(d / "reconstruction.png", _np(pred["recon_image"]).reshape(3, size, size).transpose(1, 2, 0))
@@ -292,7 +302,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
                 pv = predict(nets, model_params, ae_input(v.image, p.crop, size))
                 a = _np(pv["canon_albedo"]).reshape(3, size, size).transpose(1, 2, 0)
                 if prior is not None:  # what the profile sees differently, at the AE's reliable scale
-                    a = albedo + lowpass(a - ae_albedo, p.residual_sigma)
+                    a = albedo + resize_map(lowpass(a - ae_albedo, p.residual_sigma), out_size)
                 a = np.clip(a, 0.0, 1.0)
                 side = "left" if v.yaw < 0 else "right"
                 save_npy(d / f"albedo_{side}.npy", a.astype(np.float32))

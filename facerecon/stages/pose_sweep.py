@@ -32,7 +32,7 @@ from facerecon.stages.workspace import (
     view_summary,
 )
 
-VERSION = "2"
+VERSION = "3"
 
 
 @dataclass
