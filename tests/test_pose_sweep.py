@@ -86,11 +86,9 @@ def test_a_frontal_photo_keeps_its_own_texture_no_mirrored_blotches(face):
     lighting: pale patches on cheeks and chin. A photo this frontal has nothing to fill."""
     front = frontal_face(face, None, 10.0)
     photo = face.image.astype(np.float64) / 255.0
-    from scipy.ndimage import gaussian_filter
-
     # patches, not the one-pixel lines frontalising a face moves its sharp edges (eyes, teeth) by
     # (and not the hull's rim, which turns away and so moves most under the small frontalising turn)
-    from scipy.ndimage import distance_transform_edt
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     inner = distance_transform_edt(front.face_mask) > 0.05 * front.face_mask.shape[0]
     patchy = gaussian_filter(np.abs(front.texture - photo).mean(-1), 2.0)[inner]
