@@ -145,7 +145,9 @@ class Browser:
             if value:
                 return value
             time.sleep(0.25)
-        raise TimeoutError(f"waited {timeout:.0f} s for {expression}")
+        text = self.eval("document.body ? document.body.innerText : ''") or ""
+        raise TimeoutError(f"waited {timeout:.0f} s for {expression} on {self.eval('location.href')}; "
+                           f"the page says: {' '.join(text.split())[:1500]!r}")
 
     def screenshot(self, clip: dict | None = None, full_page: bool = False):
         """PNG bytes; ``clip`` = {x, y, width, height} in CSS pixels, ``full_page`` the whole document."""
