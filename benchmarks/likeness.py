@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
+from configs import parse_config  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from flows.reconstruct import run_batch  # noqa: E402
@@ -55,13 +56,6 @@ def real_photo_set(src: Path, out: Path) -> list[str]:
         im.save(out / f"{p.stem}_jpeg20.jpg", quality=20)
         names += [f"{p.stem}{tag}.jpg" for tag in (*versions, "_jpeg20")]
     return names
-
-
-def parse_config(text: str) -> tuple[str, list[str]]:
-    label, _, rest = text.partition(":")
-    if not label.strip():
-        raise SystemExit(f"--config {text!r}: give it a label, as 'label: key=value ...'")
-    return label.strip(), rest.split()
 
 
 def summarise(out: Path) -> dict:

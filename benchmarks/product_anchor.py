@@ -21,6 +21,8 @@ import json
 import time
 from pathlib import Path
 
+from configs import parse_config
+
 from facerecon.ae.train import load_checkpoint
 from facerecon.bench.datasets import SynthDataset
 from facerecon.bench.metrics import no_tf32
@@ -42,13 +44,6 @@ def mean_scores(predict, dataset: SynthDataset, faces: int) -> dict[str, float]:
     with no_tf32():
         frame = per_image_metrics(predict, dataset, faces)
     return {"side": round(float(frame["side"].mean()) * 100, 4), "mad": round(float(frame["mad"].mean()), 3)}
-
-
-def parse_config(text: str) -> tuple[str, list[str]]:
-    label, _, rest = text.partition(":")
-    if not label.strip():
-        raise SystemExit(f"--config {text!r}: give it a label, as 'label: key=value ...'")
-    return label.strip(), rest.split()
 
 
 def table(path: Path) -> str:

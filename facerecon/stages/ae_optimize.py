@@ -158,6 +158,21 @@ def delit_photo(photo: np.ndarray, depth: np.ndarray, light: np.ndarray, mp) -> 
     return np.clip(photo / shade[..., None], 0.0, 1.0).astype(np.float32)
 
 
+def fit_scale_offset(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, c) of the least-squares ``y ≈ a·x + c``, with ``a`` kept in [0, 2] (0 for a flat ``x``)."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    var = float(((x - x.mean()) ** 2).mean())
+    a = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
+    return a, float(y.mean() - a * x.mean())
+
+
+def _rim_feather(m: np.ndarray, sigma: float) -> np.ndarray:
+    """1 inside ``m`` falling to 0 at its rim over about ``sigma`` pixels (no step at the rim)."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.clip(gaussian_filter(m.astype(np.float64), sigma / 2) * 2 - 1, 0, 1) * m
+
+
 def anchored_depth(ae_depth: np.ndarray, prior, sigma: float) -> np.ndarray:
     """The face's depth when a frontal depth prior exists (the offline pipeline's landmark depth).
 
@@ -176,14 +191,11 @@ def anchored_depth(ae_depth: np.ndarray, prior, sigma: float) -> np.ndarray:
     m = prior.mask.numpy() > 0.5
     if m.sum() < 16:
         return ae_depth
-    x, y = ae_depth[m].astype(np.float64), base[m]
-    var = float(((x - x.mean()) ** 2).mean())
-    scale = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
-    resid = np.where(m, scale * (ae_depth - x.mean()) + y.mean() - base, 0.0)
+    a, c = fit_scale_offset(ae_depth[m], base[m])
+    resid = np.where(m, a * ae_depth + c - base, 0.0)
     w = gaussian_filter(m.astype(np.float64), sigma)
     smooth = gaussian_filter(resid, sigma) / np.maximum(w, 1e-6)
-    feather = np.clip(gaussian_filter(m.astype(np.float64), sigma / 2) * 2 - 1, 0, 1) * m  # no step at the rim
-    return (base + feather * smooth).astype(np.float32)
+    return (base + _rim_feather(m, sigma) * smooth).astype(np.float32)
 
 
 def detailed_depth(ae_depth: np.ndarray, prior, hull: np.ndarray, sigma: float) -> np.ndarray:
@@ -200,14 +212,11 @@ def detailed_depth(ae_depth: np.ndarray, prior, hull: np.ndarray, sigma: float) 
     if sigma <= 0 or m.sum() < 16:
         return ae_depth
     ae, base = ae_depth.astype(np.float64), prior.depth.numpy().astype(np.float64)
-    x, y = base[m], ae[m]
-    var = float(((x - x.mean()) ** 2).mean())
-    scale = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
-    diff = np.where(m, scale * (base - x.mean()) + y.mean() - ae, 0.0)
+    a, c = fit_scale_offset(base[m], ae[m])
+    diff = np.where(m, a * base + c - ae, 0.0)
     w = gaussian_filter(m.astype(np.float64), sigma)
     fine = diff - gaussian_filter(diff, sigma) / np.maximum(w, 1e-6)
-    feather = np.clip(gaussian_filter(m.astype(np.float64), sigma / 2) * 2 - 1, 0, 1) * m
-    return (ae + feather * fine).astype(np.float32)
+    return (ae + _rim_feather(m, sigma) * fine).astype(np.float32)
 
 
 def refine_with_prior(depth: np.ndarray, prior, prior_hr, hull: np.ndarray) -> np.ndarray:
@@ -219,12 +228,7 @@ def refine_with_prior(depth: np.ndarray, prior, prior_hr, hull: np.ndarray) -> n
 
     p_lo, p_hi = prior.depth.numpy().astype(np.float64), prior_hr.depth.numpy().astype(np.float64)
     m = hull & (prior.mask.numpy() > 0.5)
-    a, c = 1.0, 0.0
-    if m.sum() >= 16:
-        x, y = p_lo[m], depth[m].astype(np.float64)
-        var = float(((x - x.mean()) ** 2).mean())
-        a = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.0, 2.0)) if var > 1e-12 else 0.0
-        c = float(y.mean() - a * x.mean())
+    a, c = fit_scale_offset(p_lo[m], depth[m]) if m.sum() >= 16 else (1.0, 0.0)
     resid = torch.from_numpy(depth.astype(np.float64) - (a * p_lo + c))[None, None]
     up = torch.nn.functional.interpolate(resid, size=p_hi.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     return (up + a * p_hi + c).astype(np.float32)
