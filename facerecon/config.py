@@ -319,7 +319,7 @@ class EvaluateParams:
     repeats: int = opt(10, min=1)
     variants: list = opt(["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep",
                           "full", "oracle_views", "supervised", "product"])
-    product_faces: int = opt(50, min=10, help="the `product` variant (the whole offline pipeline, 18.6 s a face with 2 processes) "
+    product_faces: int = opt(50, min=10, help="the `product` variant (the whole offline pipeline, about 10 s a face with 2 processes) "
                              "runs on the first this many test faces; its table compares every variant on them")
     finetune_steps: int = opt(2, min=0, help="per-face fine-tuning steps of the pipeline variants")
     finetune_batch_size: int = opt(4, min=1, max=64, help="views per fine-tuning step of the pipeline variants")
