@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
-from configs import parse_config  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
+from script_support import exit_quietly, parse_config  # noqa: E402
 
 from flows.reconstruct import run_batch  # noqa: E402
 
@@ -117,7 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    sys.exit(code)
+    exit_quietly(main())

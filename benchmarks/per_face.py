@@ -28,6 +28,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
 import pandas as pd  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
+from script_support import exit_quietly  # noqa: E402
 
 from flows.reconstruct import run_batch  # noqa: E402
 
@@ -100,7 +101,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    sys.exit(code)
+    exit_quietly(main())

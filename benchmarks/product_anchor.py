@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from configs import parse_config
+from script_support import parse_config
 
 from facerecon.ae.train import load_checkpoint
 from facerecon.bench.datasets import SynthDataset

