@@ -341,3 +341,19 @@ def detect_landmarks(rgb: np.ndarray, min_confidence: float = 0.5) -> np.ndarray
     """468×3 landmarks of the largest face in ``rgb`` (pixels), or None: used to score generated views."""
     found = find_faces(np.asarray(rgb)[..., :3], get_detector(min_confidence), max_faces=1, min_face_size=8)
     return found[0] if found else None
+
+
+class MediapipeAlign:
+    """`align.backend: mediapipe`: MediaPipe's detector and 468-point face mesh (offline, bundled)."""
+
+    def __init__(self, params, device=None) -> None:
+        self.p = params.align
+
+    def check_ready(self) -> None:  # mediapipe ships its models
+        return None
+
+    def align(self, rgb: np.ndarray) -> list[AlignedFace]:
+        p = self.p
+        return align_photo(rgb, output_size=p.output_size, transform_size=p.transform_size,
+                           min_confidence=p.min_detection_confidence, all_faces=p.all_faces,
+                           max_faces=p.max_faces, min_face_size=p.min_face_size)

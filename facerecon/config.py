@@ -6,7 +6,8 @@ Every key is checked: an unknown key, a wrong type or a value outside its range 
 
 Field constraints live in ``field(metadata=...)`` through :func:`opt`:
 ``choices`` (allowed values), ``min``/``max`` (inclusive bounds). Nested sections are
-dataclasses themselves.
+dataclasses themselves. A stage's ``backend`` takes the names its record in
+``facerecon.stages.registry`` lists.
 """
 
 from __future__ import annotations
@@ -23,19 +24,9 @@ from typing import Any
 
 import yaml
 
+from facerecon.bench import registry as variant_registry
 from facerecon.errors import ConfigError
-
-STAGES = (
-    "align",
-    "invert",
-    "pose_sweep",
-    "dreambooth",
-    "profile",
-    "ae_optimize",
-    "combine",
-    "correct",
-    "export",
-)
+from facerecon.stages import registry
 
 
 def opt(default: Any, *, choices: tuple | None = None, min: float | None = None,
@@ -52,7 +43,7 @@ def opt(default: Any, *, choices: tuple | None = None, min: float | None = None,
 
 @dataclass(frozen=True)
 class AlignParams:
-    backend: str = opt("mediapipe", choices=("mediapipe",))
+    backend: str = opt("mediapipe")
     output_size: int = opt(256, min=32, max=1024, help="side of the aligned face crop (FFHQ-style)")
     transform_size: int = opt(1024, min=64, max=4096, help="FFHQ quad is first resampled to this size")
     min_detection_confidence: float = opt(0.5, min=0.05, max=1.0)
@@ -63,7 +54,7 @@ class AlignParams:
 
 @dataclass(frozen=True)
 class InvertParams:
-    backend: str = opt("landmarks", choices=("landmarks", "ae_depth", "hyperstyle", "e4e", "optimize"))
+    backend: str = opt("landmarks")
     # thesis backends (facerecon/gan): checkpoints resolved through facerecon.weights
     generator: str = opt("stylegan2-ffhq-config-f.pt", help="StyleGAN2 (rosinality layout) checkpoint")
     hyperstyle_checkpoint: str = opt("hyperstyle_ffhq.pt")
@@ -80,7 +71,7 @@ class InvertParams:
 
 @dataclass(frozen=True)
 class PoseSweepParams:
-    backend: str = opt("reproject", choices=("reproject", "interfacegan"))
+    backend: str = opt("reproject")
     alpha_min: int = opt(-7, min=-100, max=100, help="first α of the sweep (thesis: -7)")
     alpha_max: int = opt(6, min=-100, max=100, help="last α of the sweep (thesis: 6)")
     alpha_span_min: int = opt(-10, min=-100, max=100, help="α that means -90° yaw")
@@ -95,7 +86,7 @@ class PoseSweepParams:
 
 @dataclass(frozen=True)
 class DreamboothParams:
-    backend: str = opt("skip", choices=("skip", "diffusers"))
+    backend: str = opt("skip")
     base_model: str = opt("realisticVisionV20.safetensors")
     mode: str = opt("lora", choices=("lora", "full"))
     prompt: str = opt("a photo of sks person")
@@ -121,7 +112,7 @@ class DreamboothParams:
 
 @dataclass(frozen=True)
 class ProfileParams:
-    backend: str = opt("reproject", choices=("reproject", "controlnet"))
+    backend: str = opt("reproject")
     yaw_degrees: float = opt(90.0, min=10.0, max=90.0)
     image_size: int = opt(256, min=32, max=1024)
     controlnet: str = opt("control_v11p_sd15_openpose")
@@ -142,7 +133,7 @@ class ProfileParams:
 
 @dataclass(frozen=True)
 class AeOptimizeParams:
-    backend: str = opt("unsup3d", choices=("unsup3d",))
+    backend: str = opt("unsup3d")
     checkpoint: str = opt("ae_synth.pt", help="pretrained AE checkpoint (models/ or a path)")
     crop: float = opt(0.7, min=0.2, max=1.0, help="central fraction of the aligned 256 crop fed to the AE")
     steps: int = opt(60, min=0, max=100000, help="fine-tuning steps on this face's views")
@@ -317,8 +308,8 @@ class EvaluateParams:
     n_subgroups: int = opt(10, min=1)
     subgroup_size: int = opt(100, min=1)
     repeats: int = opt(10, min=1)
-    variants: list = opt(["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep",
-                          "full", "oracle_views", "supervised", "product"])
+    variants: list = opt(list(variant_registry.NAMES), help="rows of the benchmark table "
+                         "(facerecon/bench/registry.py), in this order")
     product_faces: int = opt(50, min=10, help="the `product` variant (the whole offline pipeline, about 10 s a face with 2 processes) "
                              "runs on the first this many test faces; its table compares every variant on them")
     finetune_steps: int = opt(2, min=0, help="per-face fine-tuning steps of the pipeline variants")
@@ -444,6 +435,8 @@ def build(cls: type, data: Any, prefix: str = "") -> Any:
         value = _coerce(value, tp, key)
         if tp is not list:
             _check_range(value, fields[name].metadata, key)
+        if name == "backend" and (known := registry.backend_names(prefix.rstrip("."))):
+            _check_range(value, {"choices": known}, key)  # the stage registry names the backends
         kwargs[name] = value
     for name in fields:  # absent sections are built too, so their lists become tuples as well
         if name not in kwargs and dataclasses.is_dataclass(hints[name]):

@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from facerecon.stages import registry
+
 REPORT_DIR = "_report"
 INDEX = "index.html"
 BATCH_INFO = f"{REPORT_DIR}/batch.json"
 VIEWER_VERSION = "4.4.0"
 VIEWER_ASSET = Path(__file__).parent / "assets" / "model-viewer" / "model-viewer-umd.min.js"
 VIEWER_KEY = f"{REPORT_DIR}/model-viewer-{VIEWER_VERSION}-umd.min.js"
-STAGES = ["read", "load", "align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize", "combine",
-          "correct", "export", "publish"]
+STAGES = ["read", "load", *registry.NAMES, "publish"]  # a manifest row's steps, in the order they run
 
 
 def thumbnail_key(photo_sha256: str) -> str:

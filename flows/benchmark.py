@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
+from facerecon.bench import registry
 from facerecon.config import Params, load_params
 from facerecon.errors import ConfigError, FaceReconError
 from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
@@ -32,11 +33,6 @@ from tasks.bench import (
     with_section,
 )
 
-BASELINES = ("constant", "mean_depth", "mean_shape")
-CHECKPOINTS = ("ae_only", "supervised")
-PIPELINES = ("ae_profile", "ae_sweep", "full", "oracle_views")
-KNOWN_VARIANTS = BASELINES + ("landmarks",) + CHECKPOINTS + PIPELINES + ("product",)
-
 
 def eval_dir(params: Params) -> Path:
     return Path(params.evaluate.out_dir) / "eval"
@@ -44,9 +40,9 @@ def eval_dir(params: Params) -> Path:
 
 def check_variants(params: Params) -> list[str]:
     names = list(params.evaluate.variants)
-    bad = [n for n in names if n not in KNOWN_VARIANTS]
+    bad = [n for n in names if n not in registry.NAMES]
     if bad or not names:
-        raise ConfigError(f"evaluate.variants: unknown {bad or 'empty list'}; choose from {', '.join(KNOWN_VARIANTS)}")
+        raise ConfigError(f"evaluate.variants: unknown {bad or 'empty list'}; choose from {', '.join(registry.NAMES)}")
     return names
 
 
@@ -59,7 +55,9 @@ def synth_flow(params: Params) -> dict[str, str]:
 def pretrain_flow(params: Params) -> dict:
     p = params.pretrain
     out = {"self_supervised": pretrain_task(params, "self-supervised")}
-    if p.supervised_minutes > 0 and "supervised" in params.evaluate.variants:
+    wanted = {registry.variant(n).checkpoint for n in check_variants(params)
+              if registry.variant(n).kind == registry.CHECKPOINT}
+    if p.supervised_minutes > 0 and "supervised_out" in wanted:
         sup = with_section(params, "pretrain", supervised=True, out=p.supervised_out, max_minutes=p.supervised_minutes)
         out["supervised"] = pretrain_task(sup, "supervised")
     return out
@@ -69,29 +67,29 @@ def pretrain_flow(params: Params) -> dict:
 def evaluate_flow(params: Params) -> dict[str, float]:
     """Every variant on the test split → reports/eval/{per_image,metrics_table}.parquet + timings."""
     from facerecon.bench.protocol import aggregate, make_subgroups
-    from facerecon.bench.variants import checkpoint_path
 
     names = check_variants(params)
     e, timings = params.evaluate, {}
     frames = []
-    base = [n for n in names if n in BASELINES]
+    base = registry.of_kind(names, registry.BASELINE)
     if base:
         frame, timings["baselines"] = baseline_task(params, base)
         frames.append(frame)
-    if "landmarks" in names:
-        frame, timings["landmarks"], found = landmarks_task(params)
+    for name in registry.of_kind(names, registry.LANDMARKS):
+        frame, timings[name], found = landmarks_task(params, name)
         frames.append(frame.assign(detected_faces=found["detected"]))
-    for name in (n for n in names if n in CHECKPOINTS):
-        ckpt = checkpoint_path(params, name)
+    for name in registry.of_kind(names, registry.CHECKPOINT):
+        ckpt = registry.checkpoint_path(params, name)
         if not Path(ckpt).is_file():
             raise ConfigError(f"evaluate.variants: {name!r} needs the checkpoint {ckpt}; run the pretrain stage")
         frame, timings[name] = checkpoint_variant_task(params, name, ckpt)
         frames.append(frame)
-    pipes = [n for n in names if n in PIPELINES]
+    pipes = registry.of_kind(names, registry.PIPELINE)
     if pipes:
-        if not Path(params.pretrain.out).is_file():
-            raise ConfigError(f"evaluate.variants: {pipes} need the checkpoint {params.pretrain.out}; run pretrain")
-        frame, timings["pipeline variants"] = pipeline_variants_task(params, pipes, params.pretrain.out)
+        ckpt = registry.checkpoint_path(params, pipes[0])
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"evaluate.variants: {pipes} need the checkpoint {ckpt}; run pretrain")
+        frame, timings["pipeline variants"] = pipeline_variants_task(params, pipes, ckpt)
         frames.append(frame)
     per_image = pd.concat(frames, ignore_index=True)
     order = {n: i for i, n in enumerate(names)}
@@ -100,8 +98,8 @@ def evaluate_flow(params: Params) -> dict[str, float]:
     table = aggregate(per_image, subgroups)
     out = eval_dir(params)
     written = [("per_image.parquet", per_image), ("metrics_table.parquet", table)]
-    if "product" in names:
-        product, timings["product"] = product_task(params)
+    if registry.PRODUCT in names:
+        product, timings[registry.PRODUCT] = product_task(params)
         written.append(("product_table.parquet", product_table(per_image, product, e)))
         per_image = pd.concat([per_image, product], ignore_index=True)
         written[0] = ("per_image.parquet", per_image)
@@ -146,7 +144,7 @@ def report_flow(params: Params) -> dict[str, str]:
     if not (src / "metrics_table.parquet").is_file():
         raise ConfigError(f"{src}: no evaluation results; run the evaluate stage first")
     per_image = pd.read_parquet(src / "per_image.parquet")
-    per_image = per_image[per_image["variant"] != "product"]  # scored on a subset: its own table
+    per_image = per_image[per_image["variant"] != registry.PRODUCT]  # scored on a subset: its own table
     table = pd.read_parquet(src / "metrics_table.parquet")
     product = pd.read_parquet(src / "product_table.parquet") if (src / "product_table.parquet").is_file() else None
     e = params.evaluate

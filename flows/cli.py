@@ -17,10 +17,9 @@ import os
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_DESTINATION = 0, 1, 2, 3, 4
+from facerecon.stages import registry
 
-STAGE_ORDER = ["align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize", "combine", "correct",
-               "export"]
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_DESTINATION = 0, 1, 2, 3, 4
 
 
 def _quiet_environment(verbose: bool) -> None:
@@ -58,16 +57,16 @@ class RichProgress:
     def start_photo(self, key: str) -> None:
         if self.face is not None:
             self.progress.remove_task(self.face)
-        self.face = self.progress.add_task(f"  {key[-40:]}", total=len(STAGE_ORDER))
+        self.face = self.progress.add_task(f"  {key[-40:]}", total=len(registry.NAMES))
 
     def stage(self, key: str, name: str) -> None:
         if self.face is not None:
-            done = STAGE_ORDER.index(name) if name in STAGE_ORDER else 0
+            done = registry.NAMES.index(name) if name in registry.NAMES else 0
             self.progress.update(self.face, completed=done, description=f"  {key[-32:]}: {name}")
 
     def end_photo(self, key: str, ok: bool) -> None:
         if self.face is not None:
-            self.progress.update(self.face, completed=len(STAGE_ORDER),
+            self.progress.update(self.face, completed=len(registry.NAMES),
                                  description=f"  {key[-32:]}: {'done' if ok else 'FAILED'}")
         if self.batch is not None:
             self.progress.advance(self.batch)

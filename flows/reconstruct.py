@@ -21,8 +21,9 @@ from facerecon.config import Params, load_params
 from facerecon.errors import FaceReconError
 from facerecon.io.storage import display_key
 from facerecon.pipeline import face_stages, sha256_bytes, work_root
-from facerecon.stages.align import face_dirs, run_align
+from facerecon.stages.align import face_dirs
 from facerecon.stages.runtime import check_backends_ready
+from facerecon.stages.workspace import StageJob
 from flows import progress as prog
 from flows.manifest import ManifestRow, write_manifest
 from tasks.stages import prefect_runner
@@ -114,7 +115,8 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
         root = work_root(params.cache.dir, row.photo_sha256)
         row.stage = "align"
         prog.stage("align")
-        aligned = prefect_runner("align", run_align, img.rgb, row.photo_sha256, params, root)
+        photo_job = StageJob(params, root, rgb=img.rgb, photo_sha=row.photo_sha256)
+        aligned = prefect_runner("align", photo_job, {})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a manifest row
         _raise_if_out_of_space(exc)
         row.fail(exc)
@@ -129,7 +131,7 @@ def process_photo(src: str, dst: str, key: str, params: Params, endpoint_url: st
                            faces_in_photo=int(aligned.summary.get("faces_in_photo", 1)))
         frow.add_stage(aligned)
         try:
-            stages = face_stages(fdir, aligned, params, root, {**photo_info, "face": fdir.name},
+            stages = face_stages(aligned, photo_job.for_face(fdir, {**photo_info, "face": fdir.name}),
                                  run=_recording_runner(frow), progress=prog.stage)
             frow.stage = "publish"
             prefix = output_prefix(key, i, params.align.all_faces, stem)
@@ -176,9 +178,9 @@ def _raise_if_out_of_space(exc: Exception) -> None:
 
 
 def _recording_runner(row: ManifestRow):
-    def run(stage: str, fn: Any, *args: Any):
+    def run(stage: str, job: StageJob, up: dict):
         row.stage = stage
-        out = prefect_runner(stage, fn, *args)
+        out = prefect_runner(stage, job, up)
         row.add_stage(out)
         return out
 

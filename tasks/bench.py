@@ -12,7 +12,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 from tqdm import tqdm
 
+from facerecon.bench.registry import PRODUCT
 from facerecon.config import Params
+from facerecon.stages.runtime import device_for
 
 
 @task(name="synth", cache_policy=NONE)
@@ -34,14 +36,7 @@ def pretrain_task(params: Params, label: str) -> dict[str, Any]:
             b.set_postfix(loss=f"{parts['total']:.3f}", refresh=False)
             b.refresh()
 
-        device = "cuda" if params.device in ("auto", "cuda") and _cuda() else "cpu"
-        return pretrain(params, progress=progress, device=device)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+        return pretrain(params, progress=progress, device=str(device_for(params)))  # `cuda` without one: an error
 
 
 def _protocol(params: Params, predictors: dict) -> Any:
@@ -59,18 +54,18 @@ def baseline_task(params: Params, names: list[str]) -> tuple[Any, float]:
     from facerecon.bench.protocol import baseline_predictors
 
     t0 = time.perf_counter()
-    preds = baseline_predictors(Path(params.evaluate.dataset_path) / "train")
-    return _protocol(params, {n: preds[n] for n in names}), time.perf_counter() - t0
+    return _protocol(params, baseline_predictors(Path(params.evaluate.dataset_path) / "train", names)), \
+        time.perf_counter() - t0
 
 
 @task(name="landmarks", cache_policy=NONE)
-def landmarks_task(params: Params) -> tuple[Any, float, dict[str, int]]:
+def landmarks_task(params: Params, name: str) -> tuple[Any, float, dict[str, int]]:
     """The offline invert proxy (mediapipe landmarks → dense depth) on every test render."""
     from facerecon.bench.variants import LandmarkPredictor, far_depth
 
     t0 = time.perf_counter()
     pred = LandmarkPredictor(params.ae_model.fov, far_depth(params.ae_model))
-    per_image = _protocol(params, {"landmarks": pred})
+    per_image = _protocol(params, {name: pred})
     return per_image, time.perf_counter() - t0, {"detected": pred.detected, "faces": pred.faces}
 
 
@@ -89,8 +84,8 @@ def product_task(params: Params) -> tuple[Any, float]:
     images = ds.batch(slice(0, n))["image"]
     with tqdm(desc="product (facerecon run)", total=n, unit="face") as b:
         depths = product_depths(params, images, far_depth(params.ae_model), workers=e.workers, on_chunk=b.update)
-    frame = per_image_metrics(lookup_predictor(images, depths, "product"), ds, n, name="product")
-    frame.insert(0, "variant", "product")
+    frame = per_image_metrics(lookup_predictor(images, depths, PRODUCT), ds, n, name=PRODUCT)
+    frame.insert(0, "variant", PRODUCT)
     return frame, time.perf_counter() - t0
 
 
@@ -128,39 +123,34 @@ def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) ->
 def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> str:
     """reports/eval/examples.png: the first ``n`` test faces under every variant, shaded."""
     from facerecon.ae.train import load_checkpoint
+    from facerecon.bench import registry
     from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.examples import plot_examples
     from facerecon.bench.protocol import baseline_predictors
-    from facerecon.bench.variants import (
-        PIPELINE_VARIANTS,
-        LandmarkPredictor,
-        ae_predictor,
-        checkpoint_path,
-        far_depth,
-        pipeline_depths,
-    )
+    from facerecon.bench.variants import LandmarkPredictor, ae_predictor, far_depth, pipeline_depths
 
     e = params.evaluate
     ds = SynthDataset(Path(e.dataset_path) / "test")
     batch = ds.batch(slice(0, min(n, len(ds))))
     images, preds = batch["image"], {}
-    baselines = baseline_predictors(Path(e.dataset_path) / "train")
-    pipes = tuple(v for v in names if v in PIPELINE_VARIANTS)
-    piped = pipeline_depths(params.pretrain.out, params, images, pipes,
+    baselines = baseline_predictors(Path(e.dataset_path) / "train", names)
+    pipes = tuple(registry.of_kind(names, registry.PIPELINE))
+    piped = pipeline_depths(registry.checkpoint_path(params, pipes[0]), params, images, pipes,
                             split_dir=Path(e.dataset_path) / "test") if pipes else {}
     for name in names:
-        if name in baselines:
+        kind = registry.variant(name).kind
+        if kind == registry.BASELINE:
             preds[name] = baselines[name](images)
-        elif name == "landmarks":
+        elif kind == registry.LANDMARKS:
             preds[name] = LandmarkPredictor(params.ae_model.fov, far_depth(params.ae_model))(images)
-        elif name == "product":
+        elif kind == registry.PRODUCT:
             from facerecon.bench.product import ProductPredictor
 
             preds[name] = ProductPredictor(params, far_depth(params.ae_model))(images)
-        elif name in piped:
+        elif kind == registry.PIPELINE:
             preds[name] = piped[name]
         else:
-            nets, mp, _ = load_checkpoint(checkpoint_path(params, name))
+            nets, mp, _ = load_checkpoint(registry.checkpoint_path(params, name))
             preds[name] = ae_predictor(nets, mp)(images)
     return str(plot_examples(images, batch["depth"], batch["mask"], preds, path, fov=ds.camera["fov"]))
 

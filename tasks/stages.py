@@ -16,17 +16,14 @@ from typing import Any
 
 from prefect import task
 
-from facerecon.pipeline import KEY_FUNCS
-from facerecon.stages.workspace import StageOut, finished
-
-GPU_STAGES = frozenset({"invert", "pose_sweep", "dreambooth", "profile", "ae_optimize"})
+from facerecon.stages import registry
+from facerecon.stages.workspace import StageJob, StageOut, finished
 
 
 def stage_cache_key(context: Any, parameters: dict) -> str:
-    stage, args = parameters["stage"], tuple(parameters["args"])
-    keyfn, root_index = KEY_FUNCS[stage]
-    key = keyfn(*args)
-    root = Path(args[root_index])
+    stage, job = parameters["stage"], parameters["job"]
+    key = registry.stage(stage).key(job, parameters["up"])
+    root = Path(job.root)
     if finished(root, stage, key) is None:
         return f"{stage}-{key}-{uuid.uuid4().hex}"  # folder missing: run, don't trust an old result
     # The persisted result names its folder, so the key names the work root too: the same stage
@@ -35,8 +32,8 @@ def stage_cache_key(context: Any, parameters: dict) -> str:
 
 
 @task(name="stage", cache_key_fn=stage_cache_key, persist_result=True)
-def run_stage(stage: str, fn: Any, args: tuple) -> StageOut:
-    return fn(*args)
+def run_stage(stage: str, job: StageJob, up: dict[str, StageOut]) -> StageOut:
+    return registry.stage(stage).run(job, up)
 
 
 def _server_configured() -> bool:
@@ -47,20 +44,19 @@ def _server_configured() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-def prefect_runner(stage: str, fn: Any, *args: Any) -> StageOut:
+def prefect_runner(stage: str, job: StageJob, up: dict[str, StageOut]) -> StageOut:
     """``facerecon.pipeline`` run-hook: each stage is a task run named and tagged after the stage.
 
     A stage whose folder is already complete is returned as it is, without a task run: a task
     run costs the Prefect database several writes (state, tag-concurrency slots), which made a
     fully cached face take 10–15 s on 2 cores; the folder is the cache's source of truth anyway.
     """
-    keyfn, root_index = KEY_FUNCS[stage]
-    done = finished(Path(args[root_index]), stage, keyfn(*args))
+    spec = registry.stage(stage)
+    done = finished(Path(job.root), stage, spec.key(job, up))
     if done is not None:
         return done
-    tags = ["gpu"] if stage in GPU_STAGES and _server_configured() else []
-    state = run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, fn, tuple(args),
-                                                                                 return_state=True)
+    tags = ["gpu"] if spec.accelerator and _server_configured() else []
+    state = run_stage.with_options(name=stage, tags=tags, task_run_name=stage)(stage, job, up, return_state=True)
     out = state.result()
     if state.name == "Cached" and not out.cached:
         out = dataclasses.replace(out, cached=True)

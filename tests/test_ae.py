@@ -15,7 +15,7 @@ from facerecon.ae.losses import VggFeatures, perceptual_features, photometric_lo
 from facerecon.ae.model import decompose, depth_from_raw, predict, view_depth
 from facerecon.ae.networks import build_nets, count_parameters
 from facerecon.ae.train import load_checkpoint, pretrain, save_checkpoint
-from facerecon.config import AeModelParams, load_params
+from facerecon.config import AeModelParams, AeOptimizeParams, load_params
 from facerecon.errors import CheckpointError
 
 TINY = AeModelParams(image_size=32, width=4, zdim=16)
@@ -115,7 +115,7 @@ def test_perceptual_auto_falls_back_to_documented_substitute(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     feats, kind = perceptual_features("auto", "vgg16.pth")
     assert kind == "random_conv" and feats is not None
-    assert perceptual_features("none")[0] is None
+    assert perceptual_features("none", "vgg16.pth")[0] is None
 
 
 def test_checkpoint_roundtrip_fp16(tmp_path):
@@ -168,7 +168,8 @@ def test_fine_tuning_lowers_the_loss_and_leaves_the_base_alone():
     base = tiny_nets(5)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     front, views = face_images(1)[0], face_images(6)
-    tuned, result = fit_face(base, TINY, front, views, steps=25, lr=1e-3, batch_size=4, perceptual="none")
+    settings = AeOptimizeParams(steps=25, lr=1e-3, batch_size=4, perceptual="none")
+    tuned, result = fit_face(base, TINY, front, views, settings)
     assert result.final_loss < result.first_loss
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -231,15 +231,15 @@ def test_face_mask_confines_the_loss_to_the_face():
     face[:, 8:24, 8:24] = 1
     with torch.no_grad():
         dec = decompose(nets, mp, images)
-        base, _ = reconstruction_loss(dec, images, None, face_mask=face)
+        base, _ = reconstruction_loss(dec, images, None, lam_perc=0.0, lam_flip=0.5, face_mask=face)
         off_face = images.clone()
         off_face[:, :, :4] = 1 - off_face[:, :, :4]  # change rows 0-3: background only
-        same, _ = reconstruction_loss(dec, off_face, None, face_mask=face)
+        same, _ = reconstruction_loss(dec, off_face, None, lam_perc=0.0, lam_flip=0.5, face_mask=face)
         on_face = images.clone()
         on_face[:, :, 10:20, 10:20] += 2.0  # far from any reconstruction
-        other, _ = reconstruction_loss(dec, on_face, None, face_mask=face)
-        whole, _ = reconstruction_loss(dec, off_face, None)
-        whole_base, _ = reconstruction_loss(dec, images, None)
+        other, _ = reconstruction_loss(dec, on_face, None, lam_perc=0.0, lam_flip=0.5, face_mask=face)
+        whole, _ = reconstruction_loss(dec, off_face, None, lam_perc=0.0, lam_flip=0.5)
+        whole_base, _ = reconstruction_loss(dec, images, None, lam_perc=0.0, lam_flip=0.5)
     assert float(same) == pytest.approx(float(base), abs=1e-6)
     assert float(other) > float(base) + 1e-3
     assert float(whole) != pytest.approx(float(whole_base), abs=1e-4)  # without the mask it counts

@@ -289,14 +289,15 @@ def test_missing_extras_are_one_clear_error(models, monkeypatch):
 def test_dreambooth_stage_output_feeds_the_profile_backend(models, face, views, tmp_path):
     """run_dreambooth (stage folder, cache key, dreambooth.json) → load_dreambooth → ControlNet profiles."""
     from facerecon.stages.dreambooth import load_dreambooth, run_dreambooth
-    from facerecon.stages.workspace import StageOut, save_face, save_views
+    from facerecon.stages.workspace import StageJob, StageOut, save_face, save_views
 
     params = params_for(models, "dreambooth.steps=2")
     save_face(tmp_path / "aligned", face)
     save_views(tmp_path / "sweep", views)
     sweep = StageOut(stage="pose_sweep", key="k0", dir=str(tmp_path / "sweep"))
-    out = run_dreambooth(tmp_path / "aligned", sweep, params, tmp_path / "work")
-    again = run_dreambooth(tmp_path / "aligned", sweep, params, tmp_path / "work")
+    job = StageJob(params, tmp_path / "work", face_dir=tmp_path / "aligned")
+    out = run_dreambooth(job, {"pose_sweep": sweep})
+    again = run_dreambooth(job, {"pose_sweep": sweep})
     assert again.cached and again.dir == out.dir
     result = load_dreambooth(out.path)
     assert not result.skipped and Path(result.weights_dir).is_relative_to(out.path)

@@ -6,7 +6,8 @@ its timings and paths) and a coarse fingerprint (a 16×16 thumbnail of every ima
 the vertex statistics of the mesh).
 
 - On the platform the reference was recorded on (torch version and CPU kernel set), the files
-  must be byte-identical.
+  must be byte-identical (torch runs on one thread for this: the order of float sums, and so
+  the bytes, depend on the thread count).
 - Elsewhere float kernels sum in another order, so the thumbnails must agree within a small
   tolerance instead (a mis-wired stage moves them by far more).
 
@@ -84,8 +85,13 @@ def fingerprint(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("golden")
-    code = main(["run", str(ROOT / "data" / "photos"), str(base / "out"), "--no-progress",
-                 "--set", f"cache.dir={base / 'cache'}"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the sums' order, and so the bytes, depend on it: one thread on every machine
+    try:
+        code = main(["run", str(ROOT / "data" / "photos"), str(base / "out"), "--no-progress",
+                     "--set", f"cache.dir={base / 'cache'}"])
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     return {f"{face}/{name}": fingerprint(base / "out" / face / name) for face in FACES for name in FILES}
 

@@ -9,8 +9,8 @@ from PIL import Image
 from facerecon.align import align_photo
 from facerecon.config import load_params
 from facerecon.geometry.camera import yaw_alpha
-from facerecon.stages.base import InvertResult
-from facerecon.stages.pose_sweep import ReprojectSweep, frontal_face, render_yaw, sweep_alphas
+from facerecon.offline.reproject import ReprojectSweep, frontal_face, render_yaw
+from facerecon.stages.base import InvertResult, sweep_alphas
 
 PHOTOS = Path(__file__).resolve().parent.parent / "data" / "photos"
 

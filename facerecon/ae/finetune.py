@@ -9,7 +9,6 @@ views then constrain exactly the shape the front image is reconstructed with.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ from torch import Tensor
 from facerecon.ae.losses import perceptual_features, reconstruction_loss
 from facerecon.ae.model import decompose, predict
 from facerecon.ae.networks import AeNets
-from facerecon.config import AeModelParams, Params
+from facerecon.config import AeModelParams, AeOptimizeParams
 
 __all__ = ["DepthPrior", "FinetuneResult", "finetune_on_views", "fit_face", "predict"]
 
@@ -49,21 +48,19 @@ class FinetuneResult:
     perceptual: str
 
 
-def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int,
-                      lr: float, batch_size: int, perceptual: str = "auto", seed: int = 0,
-                      progress: Callable[[str, float], None] | None = None, params: Params | None = None,
-                      include_front: bool = True, prior: DepthPrior | None = None) -> FinetuneResult:
+def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor,
+                      settings: AeOptimizeParams, *, seed: int = 0, include_front: bool = True,
+                      prior: DepthPrior | None = None) -> FinetuneResult:
     """Fine-tune ``nets`` in place. ``front`` (3, S, S) and ``views`` (N, 3, S, S) in [0, 1].
 
-    Each step draws ``batch_size`` views (the front image is always one of them when
-    ``include_front``) and minimises Unsup3D's reconstruction loss with the front's canonical
-    depth/albedo shared by all of them. ``prior`` adds a pull of the canonical depth towards a
-    given frontal depth (the offline pipeline's landmark depth), weighted by ``prior.weight``.
+    Each of ``settings.steps`` steps draws ``settings.batch_size`` views (the front image is
+    always one of them when ``include_front``) and minimises Unsup3D's reconstruction loss with
+    the front's canonical depth/albedo shared by all of them (``settings``: lr, perceptual loss
+    and its weights). ``prior`` adds a pull of the canonical depth towards a given frontal depth
+    (the offline pipeline's landmark depth), weighted by ``prior.weight``.
     """
-    lam_perc = params.ae_optimize.lam_perc if params else 1.0
-    lam_flip = params.ae_optimize.lam_flip if params else 0.5
-    vgg_name = params.ae_optimize.vgg16_weights if params else "vgg16.pth"
-    features, kind = perceptual_features(perceptual, vgg_name)
+    steps, lr, batch_size = settings.steps, settings.lr, settings.batch_size
+    features, kind = perceptual_features(settings.perceptual, settings.vgg16_weights)
     pool = torch.cat([front[None], views], 0) if include_front else views
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(nets.parameters(), lr=lr, betas=(0.9, 0.999))
@@ -76,7 +73,8 @@ def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, 
             idx[0] = 0
         batch = pool[idx]
         dec = decompose(nets, model_params, batch, canon_images01=front[None])
-        loss, parts = reconstruction_loss(dec, batch, features, lam_perc=lam_perc, lam_flip=lam_flip)
+        loss, parts = reconstruction_loss(dec, batch, features, lam_perc=settings.lam_perc,
+                                          lam_flip=settings.lam_flip)
         if prior is not None and prior.weight > 0:
             span = model_params.max_depth - model_params.min_depth
             loss = loss + prior.weight * depth_prior_loss(dec.canon_depth[:1], prior, span)
@@ -87,20 +85,14 @@ def finetune_on_views(nets: AeNets, model_params: AeModelParams, front: Tensor, 
         final = parts["total"]
         if step == 0:
             first = final
-        if progress is not None:
-            progress("ae_optimize", (step + 1) / steps)
     nets.eval()
     return FinetuneResult(steps=steps, first_loss=first, final_loss=final, perceptual=kind)
 
 
-def fit_face(base: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, *, steps: int, lr: float,
-             batch_size: int, perceptual: str = "auto", seed: int = 0,
-             progress: Callable[[str, float], None] | None = None,
-             params: Params | None = None, prior: DepthPrior | None = None) -> tuple[AeNets, FinetuneResult]:
+def fit_face(base: AeNets, model_params: AeModelParams, front: Tensor, views: Tensor, settings: AeOptimizeParams,
+             *, seed: int = 0, prior: DepthPrior | None = None) -> tuple[AeNets, FinetuneResult]:
     """A copy of ``base`` fine-tuned on one face (``base`` is left untouched); the per-face step
     of both the ``ae_optimize`` stage and the benchmark's pipeline variants."""
     nets = copy.deepcopy(base)
     torch.manual_seed(seed)
-    result = finetune_on_views(nets, model_params, front, views, steps=steps, lr=lr, batch_size=batch_size,
-                               perceptual=perceptual, seed=seed, progress=progress, params=params, prior=prior)
-    return nets, result
+    return nets, finetune_on_views(nets, model_params, front, views, settings, seed=seed, prior=prior)

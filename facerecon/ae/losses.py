@@ -110,7 +110,7 @@ class VggFeatures(nn.Module):
         return net
 
 
-def perceptual_features(kind: str, weights_name: str = "vgg16.pth") -> tuple[VggFeatures | None, str]:
+def perceptual_features(kind: str, weights_name: str) -> tuple[VggFeatures | None, str]:
     """(feature net or None, the kind actually used) for ``ae_optimize.perceptual``-style choices."""
     if kind == "none":
         return None, "none"
@@ -141,7 +141,7 @@ def perceptual_loss(feat_a: Tensor, feat_b: Tensor, mask: Tensor | None = None, 
 
 
 def reconstruction_loss(dec: Decomposition, images01: Tensor, features: VggFeatures | None, *,
-                        lam_perc: float = 1.0, lam_flip: float = 0.5,
+                        lam_perc: float, lam_flip: float,
                         face_mask: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """Unsup3D's total: L1 + λ_flip·L1_flip + λ_perc·(perc + λ_flip·perc_flip).
 

@@ -85,15 +85,10 @@ class ProductPredictor:
         self.reconstructed = self.faces = 0
 
     def depth(self, image: Tensor) -> Tensor:
-        from facerecon.pipeline import sha256_bytes
-        from facerecon.stages.ae_optimize import run_ae_optimize
-        from facerecon.stages.align import face_dirs, run_align
-        from facerecon.stages.correct import run_correct
-        from facerecon.stages.dreambooth import run_dreambooth
-        from facerecon.stages.invert import run_invert
-        from facerecon.stages.pose_sweep import run_pose_sweep
-        from facerecon.stages.profile import run_profile
-        from facerecon.stages.workspace import load_json, load_npy
+        from facerecon.pipeline import face_stages, sha256_bytes
+        from facerecon.stages.align import face_dirs
+        from facerecon.stages.registry import stage
+        from facerecon.stages.workspace import StageJob, load_json, load_npy
 
         s, params = image.shape[-1], self.params
         self.faces += 1
@@ -102,18 +97,14 @@ class ProductPredictor:
         rgb = np.ascontiguousarray((big.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
         sha = sha256_bytes(rgb.tobytes())
         root = self.work / hashlib.sha1(sha.encode()).hexdigest()[:16]
+        photo_job = StageJob(params, root, rgb=rgb, photo_sha=sha)
         try:
-            aligned = run_align(rgb, sha, params, root)
+            aligned = stage("align").run(photo_job, {})
         except NoFaceError:
             return torch.ones(s, s)
         face_dir = face_dirs(aligned)[0]
-        froot = root / face_dir.name
-        inv = run_invert(face_dir, aligned.key, params, froot)
-        sweep = run_pose_sweep(face_dir, inv, params, froot)
-        db = run_dreambooth(face_dir, sweep, params, froot)
-        prof = run_profile(face_dir, inv, db, params, froot)
-        ae = run_ae_optimize(face_dir, sweep, prof, params, froot)
-        cor = run_correct(ae, inv, params, froot, params.align.output_size)
+        out = face_stages(aligned, photo_job.for_face(face_dir), until="correct")  # export: not scored
+        inv, ae, cor = out["invert"], out["ae_optimize"], out["correct"]
         depth = load_npy(cor.path / "depth.npy")
         hull = load_npy(ae.path / "face_mask.npy") > 0.5
         head = load_npy(ae.path / "mask.npy") > 0.5

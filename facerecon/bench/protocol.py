@@ -20,7 +20,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from facerecon.bench import registry
 from facerecon.bench.datasets import SynthDataset
 from facerecon.bench.metrics import METRICS, evaluate_depths
 from facerecon.errors import ConfigError, DatasetError
@@ -220,10 +221,15 @@ def mean_shape_predictor(train_dir: str | Path, max_items: int = 5000) -> Predic
     return _fixed_map(_masked_mean_map(np.asarray(ds.canon[:n], dtype=np.float64), ds.camera["max_depth"]))
 
 
-def baseline_predictors(train_dir: str | Path) -> dict[str, Predictor]:
-    """The trivial variants of the benchmark table, by their params.yaml names."""
-    return {"constant": constant_predictor(1.0), "mean_depth": mean_depth_predictor(train_dir),
-            "mean_shape": mean_shape_predictor(train_dir)}
+def constant_baseline(train_dir: str | Path) -> Predictor:
+    """A flat depth map (the `constant` variant): the floor every number is compared with."""
+    return constant_predictor(1.0)
+
+
+def baseline_predictors(train_dir: str | Path, names: Iterable[str] | None = None) -> dict[str, Predictor]:
+    """The baseline variants (``facerecon.bench.registry``), or those of ``names``, by name."""
+    names = registry.of_kind(registry.NAMES if names is None else names, registry.BASELINE)
+    return {n: registry.baseline_predictor(n, train_dir) for n in names}
 
 
 def summary_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -344,6 +344,7 @@ def make_synth_dataset(params: SynthParams, progress: bool = True, *,
     dirs: dict[str, Path] = {}
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(params.workers) if params.workers > 1 else None
+    threads = torch.get_num_threads()  # each job renders on one thread (the bytes depend on it): restored after
     try:
         for split, n in _split_sizes(params).items():
             jobs = [(pdict, split, i, min(_BATCH, n - i * _BATCH)) for i in range(math.ceil(n / _BATCH))]
@@ -370,6 +371,7 @@ def make_synth_dataset(params: SynthParams, progress: bool = True, *,
             dirs[split] = write_split(out / split, batches, meta)["meta"].parent
             log.info("synth %s: %d images in %s", split, n, dirs[split])
     finally:
+        torch.set_num_threads(threads)
         if pool is not None:
             pool.shutdown()
     write_samples_png(out / "test", out / "samples.png")

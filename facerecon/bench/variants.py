@@ -32,31 +32,14 @@ from torch import Tensor
 from facerecon.ae.finetune import fit_face
 from facerecon.ae.model import predict, render
 from facerecon.ae.networks import AeNets
+from facerecon.bench import registry
 from facerecon.bench.protocol import Predictor
 from facerecon.config import AeModelParams, Params
+from facerecon.offline.reproject import FrontalFace, render_yaw
 from facerecon.post.correct import correct_forehead
-from facerecon.stages.pose_sweep import FrontalFace, alpha_yaws, render_yaw, sweep_alphas
-from facerecon.stages.profile import profile_yaws
+from facerecon.stages.base import alpha_yaws, profile_yaws, sweep_alphas
 
 log = logging.getLogger(__name__)
-
-# variant name → (pose sweep views, profile views, forehead correction, views are true renders);
-# cumulative like thesis Table 6.2: (2) + profile views, (3) + pose sweep, (4) everything; and
-# `oracle_views`: the sweep and profile yaws rendered from the synthetic face itself, i.e. what
-# perfect pose extension would give the fine-tuning (the ceiling the GAN/diffusion views approach).
-PIPELINE_VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
-    "ae_profile": (False, True, False, False),
-    "ae_sweep": (True, True, False, False),
-    "full": (True, True, True, False),
-    "oracle_views": (True, True, False, True),
-}
-CHECKPOINT_VARIANTS = ("ae_only", "supervised")
-
-
-def checkpoint_path(params: Params, name: str) -> str:
-    """The checkpoint a variant of :data:`CHECKPOINT_VARIANTS` scores (the pretrain stage's outputs)."""
-    return params.pretrain.out if name == "ae_only" else params.pretrain.supervised_out
-
 
 def far_depth(mp: AeModelParams) -> float:
     """Unsup3D's far clamp: pixels at or beyond it are not scored."""
@@ -200,9 +183,9 @@ class PipelineVariants:
             views = face_views(frontal_from_prediction(pred, mp, image), self.yaws(sweep, profiles), mp.fov,
                                mp.image_size)
         seed = self.params.seed + int.from_bytes(key[0][:4], "little")
-        tuned, _ = fit_face(self.nets, mp, image, views, steps=e.finetune_steps, lr=self.params.ae_optimize.lr,
-                            batch_size=e.finetune_batch_size, perceptual=self.params.ae_optimize.perceptual,
-                            seed=seed % 2**31, params=self.params)
+        settings = dataclasses.replace(self.params.ae_optimize, steps=e.finetune_steps,
+                                       batch_size=e.finetune_batch_size)  # the benchmark's per-face budget
+        tuned, _ = fit_face(self.nets, mp, image, views, settings, seed=seed % 2**31)
         with torch.no_grad():
             out = {k: v.detach() for k, v in predict(tuned, mp, image).items()}
         self._tuned[key] = out
@@ -210,7 +193,8 @@ class PipelineVariants:
 
     def depths(self, name: str, images: Tensor, indices: list[int]) -> Tensor:
         """View depth (N, S, S) of test images ``images`` (faces ``indices`` of the split) under ``name``."""
-        sweep, profiles, correct, oracle = PIPELINE_VARIANTS[name]
+        v = registry.variant(name)
+        sweep, profiles, correct, oracle = v.sweep, v.profiles, v.correct, v.oracle
         out = []
         for image, index in zip(images, indices, strict=True):
             tuned = self.tuned_prediction(image, sweep, profiles, index if oracle else None)
@@ -286,7 +270,7 @@ def pipeline_depths(checkpoint: str, params: Params, images: Tensor, names: tupl
     processes (one torch thread each: per-face fine-tuning works on a few 64×64 images, where one
     process per core beats intra-op threads). The result does not depend on ``workers``.
     """
-    if any(PIPELINE_VARIANTS[n][3] for n in names) and split_dir is None:
+    if any(registry.variant(n).oracle for n in names) and split_dir is None:
         raise ValueError("oracle_views needs split_dir, the test split the images come from")
     split = str(split_dir) if split_dir is not None else None
     jobs = [(images[i:i + chunk], names, list(range(i, min(i + chunk, images.shape[0]))))

@@ -23,11 +23,14 @@ import numpy as np
 from facerecon.config import Params
 from facerecon.errors import CheckpointError, ConfigError, MissingWeightsError
 from facerecon.io.atomic import atomic_save
+from facerecon.stages import registry
 from facerecon.stages.base import AlignedFace, InvertResult, View
 
 log = logging.getLogger(__name__)
 
-GAN_INVERT_BACKENDS = ("hyperstyle", "e4e", "optimize")
+# the `invert` backends that make a W+ latent: the ones this module implements
+GAN_INVERT_BACKENDS = tuple(name for name, target in registry.stage("invert").backends.items()
+                            if target.startswith(f"{__name__}:"))
 
 HOW = {
     "hyperstyle": ("download 'HyperStyle - Human Faces' (hyperstyle_ffhq.pt) from the Pretrained Models table of "

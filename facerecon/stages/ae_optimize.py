@@ -15,7 +15,10 @@ import numpy as np
 
 from facerecon.config import Params, section_hash
 from facerecon.errors import MissingWeightsError
+from facerecon.stages import registry
+from facerecon.stages.runtime import backend
 from facerecon.stages.workspace import (
+    StageJob,
     StageOut,
     load_face,
     load_png,
@@ -239,17 +242,21 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
-def key_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, params: Params, root: Path,
-                    progress=None) -> str:
-    return stage_key("ae_optimize", VERSION, params.ae_optimize, [sweep.key, profile.key],
-                     extra=section_hash(params.ae_model) + str(params.seed))
+class Unsup3dOptimize:
+    """`ae_optimize.backend: unsup3d`: the pretrained photo-geometric autoencoder, fine-tuned per face.
 
+    A missing checkpoint is not fatal: :func:`load_ae` logs it and starts from random weights.
+    """
 
-def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, params: Params, root: Path,
-                    progress=None) -> StageOut:
-    key = key_ae_optimize(aligned_face, sweep, profile, params, root)
+    def __init__(self, params: Params, device=None) -> None:
+        self.params = params
 
-    def body(d: Path) -> dict:
+    def check_ready(self) -> None:
+        return None
+
+    def optimize(self, face_dir: Path, sweep: StageOut, profile: StageOut, d: Path) -> dict:
+        """Fine-tune on the face's views and write depth, albedo, masks and ae.json into ``d``."""
+        params = self.params
         import torch
 
         from facerecon.ae.finetune import fit_face, predict
@@ -257,7 +264,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         p = params.ae_optimize
         base, model_params, meta = load_ae(params)
         size = model_params.image_size
-        face = load_face(aligned_face)
+        face = load_face(face_dir)
         frontal = sweep.path / "frontal_texture.png"
         front_img = load_png(frontal) if frontal.exists() else face.image
         front = ae_input(front_img, p.crop, size)
@@ -269,9 +276,7 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         head = load_png(mask_path) > 127 if mask_path.exists() else face.mask
         head_crop = crop_mask(head, p.crop, size)
         prior = frontal_depth_prior(sweep.path, p, size, head_crop) if mask_path.exists() else None
-        nets, result = fit_face(base, model_params, front, views, steps=p.steps, lr=p.lr, batch_size=p.batch_size,
-                                perceptual=p.perceptual, seed=params.seed, progress=progress, params=params,
-                                prior=prior)
+        nets, result = fit_face(base, model_params, front, views, p, seed=params.seed, prior=prior)
         with torch.no_grad():
             pred = predict(nets, model_params, front)
             ae_depth = _np(pred["canon_depth"]).reshape(size, size).astype(np.float32)
@@ -323,4 +328,15 @@ def run_ae_optimize(aligned_face: Path, sweep: StageOut, profile: StageOut, para
         save_json(d / "ae.json", info)
         return info
 
-    return run_cached(root, "ae_optimize", key, body)
+
+def key_ae_optimize(job: StageJob, up: dict[str, StageOut]) -> str:
+    p = job.params
+    return stage_key("ae_optimize", VERSION, p.ae_optimize, registry.stage("ae_optimize").upstream_keys(up),
+                     extra=section_hash(p.ae_model) + str(p.seed))
+
+
+def run_ae_optimize(job: StageJob, up: dict[str, StageOut]) -> StageOut:
+    def body(d: Path) -> dict:
+        return backend("ae_optimize", job.params).optimize(job.face_dir, up["pose_sweep"], up["profile"], d)
+
+    return run_cached(job.root, "ae_optimize", key_ae_optimize(job, up), body)

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from facerecon.align import align_photo
-from facerecon.config import Params
-from facerecon.stages.workspace import StageOut, run_cached, save_face, stage_key
+from facerecon.stages.runtime import backend
+from facerecon.stages.workspace import StageJob, StageOut, run_cached, save_face, stage_key
 
 VERSION = "1"
 
 
-def align_key(photo_sha: str, params: Params) -> str:
-    return stage_key("align", VERSION, params.align, [photo_sha])
+def key_align(job: StageJob, up: dict[str, StageOut]) -> str:
+    return stage_key("align", VERSION, job.params.align, [job.photo_sha])
 
 
-def key_align(rgb: np.ndarray, photo_sha: str, params: Params, root: Path) -> str:
-    return align_key(photo_sha, params)
-
-
-def run_align(rgb: np.ndarray, photo_sha: str, params: Params, root: Path) -> StageOut:
-    p = params.align
-
+def run_align(job: StageJob, up: dict[str, StageOut]) -> StageOut:
     def body(d: Path) -> dict:
-        faces = align_photo(rgb, output_size=p.output_size, transform_size=p.transform_size,
-                            min_confidence=p.min_detection_confidence, all_faces=p.all_faces,
-                            max_faces=p.max_faces, min_face_size=p.min_face_size)
+        faces = backend("align", job.params).align(job.rgb)
         out = []
         for i, face in enumerate(faces):
             save_face(d / f"face{i}", face)
@@ -35,7 +24,7 @@ def run_align(rgb: np.ndarray, photo_sha: str, params: Params, root: Path) -> St
                         "roll": round(face.roll, 2), "size_px": face.meta.get("face_size_px")})
         return {"faces": out, "faces_in_photo": faces[0].meta.get("faces_in_photo", len(faces))}
 
-    return run_cached(root, "align", align_key(photo_sha, params), body)
+    return run_cached(job.root, "align", key_align(job, up), body)
 
 
 def face_dirs(aligned: StageOut) -> list[Path]:

@@ -1,21 +1,20 @@
-"""Data passed between stages and the backend protocols each pluggable stage implements.
+"""Data passed between stages and the backend protocol of each stage that has backends.
 
 Stage functions (``run_<stage>`` in ``facerecon/stages/<stage>.py``) read and write a face's
-work folder; backends are the swappable compute behind four of them (DESIGN.md §1). A
-registry maps the params.yaml string to ``"module:Class"`` so heavy modules (diffusers,
-the GAN code) are imported only when selected.
+work folder; backends are the swappable compute behind them (DESIGN.md §1), offline ones in
+``facerecon.offline`` and thesis ones in ``facerecon.gan`` / ``facerecon.diffusion``, named in
+``facerecon.stages.registry``.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from facerecon.errors import ConfigError
+from facerecon.geometry.camera import yaw_alpha
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -66,6 +65,13 @@ class DreamboothResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class AlignBackend(Protocol):
+    def __init__(self, params: Params, device: torch.device) -> None: ...
+    def check_ready(self) -> None: ...
+    def align(self, rgb: np.ndarray) -> list[AlignedFace]:
+        """The photo's aligned faces (largest first); NoFaceError when there is none."""
+
+
 class InvertBackend(Protocol):
     def __init__(self, params: Params, device: torch.device) -> None: ...
     def check_ready(self) -> None:
@@ -93,40 +99,17 @@ class ProfileBackend(Protocol):
         """Return [left, right] views at -yaw_degrees and +yaw_degrees."""
 
 
-BACKENDS: dict[str, dict[str, str]] = {
-    "invert": {
-        "landmarks": "facerecon.stages.invert:LandmarkDepthInvert",
-        "ae_depth": "facerecon.stages.invert:AeDepthInvert",
-        "hyperstyle": "facerecon.gan.backends:HyperStyleInvert",
-        "e4e": "facerecon.gan.backends:E4eInvert",
-        "optimize": "facerecon.gan.backends:OptimizeInvert",
-    },
-    "pose_sweep": {
-        "reproject": "facerecon.stages.pose_sweep:ReprojectSweep",
-        "interfacegan": "facerecon.gan.backends:InterfaceGanSweep",
-    },
-    "dreambooth": {
-        "skip": "facerecon.stages.dreambooth:SkipDreambooth",
-        "diffusers": "facerecon.diffusion.backends:DiffusersDreambooth",
-    },
-    "profile": {
-        "reproject": "facerecon.stages.profile:ReprojectProfile",
-        "controlnet": "facerecon.diffusion.backends:ControlNetProfile",
-    },
-}
+def sweep_alphas(params: Params) -> list[int]:
+    """The pose sweep's InterfaceGAN steps α (the thesis: −7..6, 14 views)."""
+    return list(range(params.pose_sweep.alpha_min, params.pose_sweep.alpha_max + 1))
 
 
-def backend_class(stage: str, name: str) -> type:
-    table = BACKENDS.get(stage)
-    if table is None:
-        raise ConfigError(f"{stage}: this stage has no pluggable backend")
-    target = table.get(name)
-    if target is None:
-        raise ConfigError(f"{stage}.backend: unknown backend {name!r} (known: {', '.join(table)})")
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
+def alpha_yaws(alphas: list[int], params: Params) -> list[float]:
+    """Yaw in degrees of each pose-sweep step α (the thesis's −10..9 span onto −90°..90°)."""
+    span = (params.pose_sweep.alpha_span_min, params.pose_sweep.alpha_span_max)
+    return [float(yaw_alpha(a, span=span)) for a in alphas]
 
 
-def make_backend(stage: str, params: Params, device: torch.device) -> Any:
-    name = getattr(params, stage).backend
-    return backend_class(stage, name)(params, device)
+def profile_yaws(params: Params) -> list[float]:
+    """Yaw in degrees of the left and right profile views."""
+    return [-params.profile.yaw_degrees, params.profile.yaw_degrees]

@@ -6,22 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.config import Params
 from facerecon.post.combine import combine_albedo
-from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy, save_png, stage_key
+from facerecon.stages import registry
+from facerecon.stages.workspace import StageJob, StageOut, load_npy, run_cached, save_npy, save_png, stage_key
 
 VERSION = "1"
 
 
-def key_combine(ae: StageOut, params: Params, root: Path) -> str:
-    return stage_key("combine", VERSION, params.combine, [ae.key])
+def key_combine(job: StageJob, up: dict[str, StageOut]) -> str:
+    return stage_key("combine", VERSION, job.params.combine, registry.stage("combine").upstream_keys(up))
 
 
-def run_combine(ae: StageOut, params: Params, root: Path) -> StageOut:
-    key = key_combine(ae, params, root)
+def run_combine(job: StageJob, up: dict[str, StageOut]) -> StageOut:
+    ae = up["ae_optimize"]
 
     def body(d: Path) -> dict:
-        p = params.combine
+        p = job.params.combine
         front = load_npy(ae.path / "albedo.npy")
         sides = {s: load_npy(ae.path / f"albedo_{s}.npy") if (ae.path / f"albedo_{s}.npy").exists() else None
                  for s in ("left", "right")}
@@ -34,4 +34,4 @@ def run_combine(ae: StageOut, params: Params, root: Path) -> StageOut:
         save_png(d / "albedo.png", albedo)
         return {"enabled": p.enabled, "profiles_used": [s for s, a in sides.items() if a is not None and p.enabled]}
 
-    return run_cached(root, "combine", key, body)
+    return run_cached(job.root, "combine", key_combine(job, up), body)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.config import Params
 from facerecon.post.correct import correct_forehead
-from facerecon.stages.workspace import StageOut, load_npy, run_cached, save_npy, stage_key
+from facerecon.stages import registry
+from facerecon.stages.workspace import StageJob, StageOut, load_npy, run_cached, save_npy, stage_key
 
 VERSION = "3"
 BROWS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # mediapipe eyebrow landmarks
@@ -25,19 +25,19 @@ def brow_row(inverted: StageOut, crop: float, aligned_size: int, ae_size: int) -
     return int(round((float(lm[BROWS, 1].mean()) - y0) * ae_size / ch))
 
 
-def key_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, aligned_size: int) -> str:
-    return stage_key("correct", VERSION, params.correct, [ae.key, inverted.key])
+def key_correct(job: StageJob, up: dict[str, StageOut]) -> str:
+    return stage_key("correct", VERSION, job.params.correct, registry.stage("correct").upstream_keys(up))
 
 
-def run_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, aligned_size: int) -> StageOut:
-    key = key_correct(ae, inverted, params, root, aligned_size)
+def run_correct(job: StageJob, up: dict[str, StageOut]) -> StageOut:
+    params, ae, inverted = job.params, up["ae_optimize"], up["invert"]
 
     def body(d: Path) -> dict:
         p = params.correct
         depth = load_npy(ae.path / "depth.npy")
         hull = ae.path / "face_mask.npy"
         mask = load_npy(hull if hull.exists() else ae.path / "mask.npy")
-        row = brow_row(inverted, params.ae_optimize.crop, aligned_size, depth.shape[0])
+        row = brow_row(inverted, params.ae_optimize.crop, params.align.output_size, depth.shape[0])
         if p.enabled:
             out = correct_forehead(depth, mask, layers=p.layers, source_layer=p.source_layer,
                                    target_layer=p.target_layer, strength=p.strength, brow_row=row)
@@ -46,4 +46,4 @@ def run_correct(ae: StageOut, inverted: StageOut, params: Params, root: Path, al
         save_npy(d / "depth.npy", out.astype(np.float32))
         return {"enabled": p.enabled, "brow_row": row, "max_change": float(np.abs(out - depth).max())}
 
-    return run_cached(root, "correct", key, body)
+    return run_cached(job.root, "correct", key_correct(job, up), body)

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.config import Params, section_hash, to_dict
+from facerecon.config import section_hash, to_dict
 from facerecon.post.detail import detail_texture
+from facerecon.stages import registry
 from facerecon.stages.workspace import (
+    StageJob,
     StageOut,
     load_json,
     load_npy,
@@ -59,15 +61,15 @@ def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: 
                              front="+0")
 
 
-def key_export(stages: dict[str, StageOut], params: Params, root: Path, photo: dict) -> str:
-    upstream = [stages[s].key for s in ("correct", "combine", "pose_sweep", "profile")]
-    return stage_key("export", VERSION, params.export, upstream, extra=section_hash(params.ae_model))
+def key_export(job: StageJob, up: dict[str, StageOut]) -> str:
+    upstream = registry.stage("export").upstream_keys(up)
+    return stage_key("export", VERSION, job.params.export, upstream, extra=section_hash(job.params.ae_model))
 
 
-def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: dict) -> StageOut:
+def run_export(job: StageJob, up: dict[str, StageOut]) -> StageOut:
     from facerecon import export as ex
 
-    key = key_export(stages, params, root, photo)
+    params, stages = job.params, up
 
     def body(d: Path) -> dict:
         t_export = time.perf_counter()
@@ -114,4 +116,4 @@ def run_export(stages: dict[str, StageOut], params: Params, root: Path, photo: d
         save_json(d / "result.json", result)
         return {"files": sorted(f.name for f in d.iterdir() if not f.name.startswith("_"))}
 
-    return run_cached(root, "export", key, body)
+    return run_cached(job.root, "export", key_export(job, up), body)

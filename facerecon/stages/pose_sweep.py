@@ -1,32 +1,21 @@
 """Stage `pose_sweep`: 14 views of the face at the thesis's yaw angles.
 
-Offline backend (``reproject``): the photo is resampled onto its frontal landmark surface (head
-pose undone, hidden parts filled from the mirrored side: ``facerecon.geometry.frontalize``), and
-that frontal textured mesh is rendered at each yaw with the mesh renderer, so the sweep turns
-around the frontal pose whatever the photo's pose was. The InterfaceGAN backend lives in
-``facerecon.gan.backends``.
+Backends: ``facerecon.offline.reproject`` (reproject) and ``facerecon.gan.backends`` (interfacegan).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from facerecon.config import Params
-from facerecon.geometry.camera import yaw_alpha
-from facerecon.geometry.depth_proxy import focal_px, frontalize_landmarks, landmark_depth
-from facerecon.geometry.frontalize import frontal_texture, symmetry_axis
-from facerecon.stages.base import AlignedFace, InvertResult, View
+from facerecon.stages import registry
+from facerecon.stages.base import sweep_alphas
 from facerecon.stages.runtime import backend
 from facerecon.stages.workspace import (
+    StageJob,
     StageOut,
     load_face,
     load_inverted,
     run_cached,
-    save_npy,
-    save_png,
     save_views,
     stage_key,
     view_summary,
@@ -35,98 +24,18 @@ from facerecon.stages.workspace import (
 VERSION = "3"
 
 
-@dataclass
-class FrontalFace:
-    """The face re-posed to exactly frontal: texture, depth (project depth units) and mask."""
-
-    texture: np.ndarray  # (S, S, 3) float [0, 1]
-    depth: np.ndarray  # (S, S) float32
-    mask: np.ndarray  # (S, S) bool: head region (face hull + curved-away extrapolation)
-    face_mask: np.ndarray  # (S, S) bool: landmark hull only
-    background: np.ndarray  # (3,) float colour for pixels off the head
+def key_pose_sweep(job: StageJob, up: dict[str, StageOut]) -> str:
+    p = job.params
+    return stage_key("pose_sweep", VERSION, p.pose_sweep, registry.stage("pose_sweep").upstream_keys(up), extra=str(p.ae_model.fov))
 
 
-def frontal_face(face: AlignedFace, depth: np.ndarray | None, fov: float) -> FrontalFace:
-    """Frontal depth + symmetric-filled texture of an aligned face.
-
-    With landmarks, depth and texture come from the frontalised landmark surface (the landmark
-    `invert` backend's depth is the same map). Without (e.g. synthetic renders with the
-    `ae_depth` backend) the photo is taken as frontal and ``depth`` is used as it is.
-    """
-    size = face.image.shape[0]
-    f = focal_px(fov, size)
-    photo = face.image.astype(np.float32) / 255.0
-    border = np.concatenate([photo[:4].reshape(-1, 3), photo[-4:].reshape(-1, 3),
-                             photo[:, :4].reshape(-1, 3), photo[:, -4:].reshape(-1, 3)])
-    background = np.median(border, axis=0)
-    if face.landmarks is None:  # no landmarks (GAN-only inputs): the photo is taken as frontal
-        d = depth if depth is not None else np.ones((size, size), np.float32)
-        m = np.ones((size, size), bool)
-        return FrontalFace(photo, d.astype(np.float32), m, face.mask, background)
-    front_lm, rot = frontalize_landmarks(face.landmarks)
-    front_depth, hull = landmark_depth(front_lm, size, fov=fov)
-    photo_depth, _ = landmark_depth(face.landmarks, size, fov=fov)
-    # back to raw landmark pixel-z so the rotation about the landmark centroid is exact
-    front_px = front_depth * f - f + float(np.median(front_lm[:, 2]))
-    photo_px = photo_depth * f - f + float(np.median(face.landmarks[:, 2]))
-    centre = face.landmarks.astype(np.float64).mean(0)
-    tex, _ = frontal_texture(face.image, photo_px, front_px, rot, centre, axis_x=symmetry_axis(front_lm))
-    head = front_depth < front_depth.max() - 1e-4
-    return FrontalFace(tex, front_depth, head, hull, background)
-
-
-def render_yaw(front: FrontalFace, yaw_deg: float, fov: float, out_size: int) -> np.ndarray:
-    """uint8 image of the frontal textured mesh turned by ``yaw_deg`` (background filled)."""
-    from facerecon.geometry.reproject import render_from_view
-
-    rgb, mask = render_from_view(front.texture, front.depth, front.mask, yaw_deg=yaw_deg, fov=fov,
-                                 out_size=out_size)[:2]
-    rgb = np.where(mask[..., None], rgb, front.background[None, None, :])
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-class ReprojectSweep:
-    """The 14 thesis yaws by turning the frontal landmark mesh (offline stand-in for InterfaceGAN)."""
-
-    def __init__(self, params: Params, device) -> None:
-        self.params = params
-
-    def check_ready(self) -> None:
-        return None
-
-    def sweep(self, face: AlignedFace, inverted: InvertResult, alphas: list[int], workdir: Path) -> list[View]:
-        p = self.params.pose_sweep
-        fov = self.params.ae_model.fov
-        front = frontal_face(face, inverted.depth, fov)
-        save_png(workdir / "frontal_texture.png", front.texture)
-        save_npy(workdir / "frontal_depth.npy", front.depth)
-        save_png(workdir / "frontal_mask.png", front.mask.astype(np.uint8) * 255)
-        save_png(workdir / "frontal_face_mask.png", front.face_mask.astype(np.uint8) * 255)
-        return [View(image=render_yaw(front, yaw, fov, p.image_size), yaw=yaw, name=f"sweep_a{a:+d}", alpha=float(a))
-                for a, yaw in zip(alphas, alpha_yaws(alphas, self.params), strict=True)]
-
-
-def alpha_yaws(alphas: list[int], params: Params) -> list[float]:
-    """Yaw in degrees of each pose-sweep step α (the thesis's −10..9 span onto −90°..90°)."""
-    span = (params.pose_sweep.alpha_span_min, params.pose_sweep.alpha_span_max)
-    return [float(yaw_alpha(a, span=span)) for a in alphas]
-
-
-def sweep_alphas(params: Params) -> list[int]:
-    return list(range(params.pose_sweep.alpha_min, params.pose_sweep.alpha_max + 1))
-
-
-def key_pose_sweep(aligned_face: Path, inverted: StageOut, params: Params, root: Path) -> str:
-    return stage_key("pose_sweep", VERSION, params.pose_sweep, [inverted.key], extra=str(params.ae_model.fov))
-
-
-def run_pose_sweep(aligned_face: Path, inverted: StageOut, params: Params, root: Path) -> StageOut:
-    key = key_pose_sweep(aligned_face, inverted, params, root)
+def run_pose_sweep(job: StageJob, up: dict[str, StageOut]) -> StageOut:
+    params = job.params
 
     def body(d: Path) -> dict:
-        views = backend("pose_sweep", params).sweep(load_face(aligned_face), load_inverted(inverted.path),
+        views = backend("pose_sweep", params).sweep(load_face(job.face_dir), load_inverted(up["invert"].path),
                                                    sweep_alphas(params), d)
         save_views(d, views)
         return {"backend": params.pose_sweep.backend, "views": view_summary(views)}
 
-    return run_cached(root, "pose_sweep", key, body)
+    return run_cached(job.root, "pose_sweep", key_pose_sweep(job, up), body)

@@ -44,6 +44,26 @@ class StageOut:
         return Path(self.dir)
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """What a stage is run with besides its upstream outputs (one signature for every stage).
+
+    ``root`` is the work folder the stage's own ``<stage>-<key>`` folder goes in: the photo's
+    for `align`, the face's for the stages after it.
+    """
+
+    params: Any  # facerecon.config.Params
+    root: Path
+    face_dir: Path | None = None  # the aligned face's folder (every stage after `align`)
+    photo: dict = field(default_factory=dict)  # what `export` records about the source photo
+    rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded photo (`align` only)
+    photo_sha: str = ""  # SHA-256 of the photo's bytes (`align`'s cache key)
+
+    def for_face(self, face_dir: Path, photo: dict | None = None) -> StageJob:
+        """The job of one aligned face of this photo: its own work folder under the photo's."""
+        return StageJob(self.params, self.root / face_dir.name, face_dir, dict(photo or self.photo))
+
+
 def stage_key(stage: str, version: str, section: Any, upstream: list[str], extra: str = "") -> str:
     h = hashlib.sha256()
     h.update(f"{stage}|{version}|{section_hash(section) if section is not None else ''}|{extra}".encode())
