@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from facerecon.ae.train import load_checkpoint, pretrain
-from facerecon.bench.datasets import SynthDataset
 from facerecon.bench.metrics import no_tf32
 from facerecon.bench.protocol import mean_depth_predictor, mean_shape_predictor, per_image_metrics
 from facerecon.bench.variants import ae_predictor
 from facerecon.config import load_params
+from facerecon.io.datasets import SynthDataset
 
 
 def score(predict, dataset: SynthDataset, faces: int) -> dict[str, float]:

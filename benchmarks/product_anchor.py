@@ -24,13 +24,13 @@ from pathlib import Path
 from script_support import parse_config
 
 from facerecon.ae.train import load_checkpoint
-from facerecon.bench.datasets import SynthDataset
 from facerecon.bench.metrics import no_tf32
 from facerecon.bench.product import product_depths
 from facerecon.bench.protocol import mean_depth_predictor, per_image_metrics
-from facerecon.bench.registry import checkpoint_path
 from facerecon.bench.variants import LandmarkPredictor, ae_predictor, far_depth, lookup_predictor
 from facerecon.config import load_params
+from facerecon.io.datasets import SynthDataset
+from facerecon.registry import checkpoint_path
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -300,7 +300,7 @@ def face_mask(landmarks_aligned: np.ndarray, size: int) -> np.ndarray:
 def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, output_size: int, transform_size: int
                ) -> AlignedFace:
     """FFHQ-style aligned crop of one face + landmarks, mask and head pose in aligned coordinates."""
-    from facerecon.gan.ffhq_align import ffhq_quad, warp_quad
+    from facerecon.ffhq_align import ffhq_quad, warp_quad
 
     el, er, ml, mr = ffhq_keypoints(landmarks)
     quad = ffhq_quad(el, er, ml, mr)

@@ -7,7 +7,7 @@ Every key is checked: an unknown key, a wrong type or a value outside its range 
 Field constraints live in ``field(metadata=...)`` through :func:`opt`:
 ``choices`` (allowed values), ``min``/``max`` (inclusive bounds). Nested sections are
 dataclasses themselves. A stage's ``backend`` takes the names its record in
-``facerecon.stages.registry`` lists.
+``facerecon.registry`` lists.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from typing import Any
 
 import yaml
 
-from facerecon.bench import registry as variant_registry
+from facerecon import registry
 from facerecon.errors import ConfigError
-from facerecon.stages import registry
 
 
 def opt(default: Any, *, choices: tuple | None = None, min: float | None = None,
@@ -308,8 +307,8 @@ class EvaluateParams:
     n_subgroups: int = opt(10, min=1)
     subgroup_size: int = opt(100, min=1)
     repeats: int = opt(10, min=1)
-    variants: list = opt(list(variant_registry.NAMES), help="rows of the benchmark table "
-                         "(facerecon/bench/registry.py), in this order")
+    variants: list = opt(list(registry.VARIANT_NAMES), help="rows of the benchmark table "
+                         "(facerecon/registry.py), in this order")
     product_faces: int = opt(50, min=10, help="the `product` variant (the whole offline pipeline, about 10 s a face with 2 processes) "
                              "runs on the first this many test faces; its table compares every variant on them")
     finetune_steps: int = opt(2, min=0, help="per-face fine-tuning steps of the pipeline variants")

@@ -2,7 +2,7 @@
 
 ``face_stages`` takes a ``run(stage, job, up)`` hook: the default runs the stage's function; the
 Prefect flow passes one that runs the stage as a task, so the order and wiring of the stages
-(``facerecon.stages.registry``) serve the CLI, the benchmark and the tests alike.
+(``facerecon.registry``) serve the CLI, the benchmark and the tests alike.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from facerecon.stages import registry
+from facerecon import registry
 from facerecon.stages.workspace import StageJob, StageOut
 
 Runner = Callable[[str, StageJob, dict[str, StageOut]], StageOut]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from facerecon.stages import registry
+from facerecon import registry
 
 REPORT_DIR = "_report"
 INDEX = "index.html"
@@ -32,7 +32,7 @@ BATCH_INFO = f"{REPORT_DIR}/batch.json"
 VIEWER_VERSION = "4.4.0"
 VIEWER_ASSET = Path(__file__).parent / "assets" / "model-viewer" / "model-viewer-umd.min.js"
 VIEWER_KEY = f"{REPORT_DIR}/model-viewer-{VIEWER_VERSION}-umd.min.js"
-STAGES = ["read", "load", *registry.NAMES, "publish"]  # a manifest row's steps, in the order they run
+STAGES = ["read", "load", *registry.STAGE_NAMES, "publish"]  # a manifest row's steps, in the order they run
 
 
 def thumbnail_key(photo_sha256: str) -> str:

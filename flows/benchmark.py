@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from facerecon.bench import registry
+from facerecon import registry
 from facerecon.config import Params, load_params
 from facerecon.errors import ConfigError, FaceReconError
 from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
@@ -40,9 +40,9 @@ def eval_dir(params: Params) -> Path:
 
 def check_variants(params: Params) -> list[str]:
     names = list(params.evaluate.variants)
-    bad = [n for n in names if n not in registry.NAMES]
+    bad = [n for n in names if n not in registry.VARIANT_NAMES]
     if bad or not names:
-        raise ConfigError(f"evaluate.variants: unknown {bad or 'empty list'}; choose from {', '.join(registry.NAMES)}")
+        raise ConfigError(f"evaluate.variants: unknown {bad or 'empty list'}; choose from {', '.join(registry.VARIANT_NAMES)}")
     return names
 
 
@@ -170,8 +170,8 @@ def preflight(params: Params, stage: str) -> None:
         e = params.evaluate
         make_subgroups(e.n_faces, e.n_subgroups, e.subgroup_size, 1, e.seed)
     if stage == "evaluate":
-        from facerecon.bench.datasets import SynthDataset
         from facerecon.bench.protocol import check_faces
+        from facerecon.io.datasets import SynthDataset
 
         test = Path(params.evaluate.dataset_path) / "test"
         e = params.evaluate

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from facerecon.stages import registry
+from facerecon import registry
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_DESTINATION = 0, 1, 2, 3, 4
 
@@ -57,16 +57,16 @@ class RichProgress:
     def start_photo(self, key: str) -> None:
         if self.face is not None:
             self.progress.remove_task(self.face)
-        self.face = self.progress.add_task(f"  {key[-40:]}", total=len(registry.NAMES))
+        self.face = self.progress.add_task(f"  {key[-40:]}", total=len(registry.STAGE_NAMES))
 
     def stage(self, key: str, name: str) -> None:
         if self.face is not None:
-            done = registry.NAMES.index(name) if name in registry.NAMES else 0
+            done = registry.STAGE_NAMES.index(name) if name in registry.STAGE_NAMES else 0
             self.progress.update(self.face, completed=done, description=f"  {key[-32:]}: {name}")
 
     def end_photo(self, key: str, ok: bool) -> None:
         if self.face is not None:
-            self.progress.update(self.face, completed=len(registry.NAMES),
+            self.progress.update(self.face, completed=len(registry.STAGE_NAMES),
                                  description=f"  {key[-32:]}: {'done' if ok else 'FAILED'}")
         if self.batch is not None:
             self.progress.advance(self.batch)

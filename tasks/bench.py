@@ -12,8 +12,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 from tqdm import tqdm
 
-from facerecon.bench.registry import PRODUCT
 from facerecon.config import Params
+from facerecon.registry import PRODUCT
 from facerecon.stages.runtime import device_for
 
 
@@ -72,10 +72,10 @@ def landmarks_task(params: Params, name: str) -> tuple[Any, float, dict[str, int
 @task(name="product", cache_policy=NONE, tags=["gpu"])
 def product_task(params: Params) -> tuple[Any, float]:
     """The default offline pipeline on the first ``evaluate.product_faces`` test renders."""
-    from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.product import product_depths
     from facerecon.bench.protocol import per_image_metrics
     from facerecon.bench.variants import far_depth, lookup_predictor
+    from facerecon.io.datasets import SynthDataset
 
     t0 = time.perf_counter()
     e = params.evaluate
@@ -102,9 +102,9 @@ def checkpoint_variant_task(params: Params, name: str, checkpoint: str) -> tuple
 @task(name="pipeline-variants", cache_policy=NONE, tags=["gpu"])
 def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) -> tuple[Any, float]:
     """The per-face pipeline variants, all faces precomputed (in parallel), then scored."""
-    from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.protocol import check_faces
     from facerecon.bench.variants import lookup_predictor, pipeline_depths
+    from facerecon.io.datasets import SynthDataset
 
     t0 = time.perf_counter()
     e = params.evaluate
@@ -122,12 +122,12 @@ def pipeline_variants_task(params: Params, names: list[str], checkpoint: str) ->
 @task(name="examples", cache_policy=NONE)
 def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> str:
     """reports/eval/examples.png: the first ``n`` test faces under every variant, shaded."""
+    from facerecon import registry
     from facerecon.ae.train import load_checkpoint
-    from facerecon.bench import registry
-    from facerecon.bench.datasets import SynthDataset
     from facerecon.bench.examples import plot_examples
     from facerecon.bench.protocol import baseline_predictors
     from facerecon.bench.variants import LandmarkPredictor, ae_predictor, far_depth, pipeline_depths
+    from facerecon.io.datasets import SynthDataset
 
     e = params.evaluate
     ds = SynthDataset(Path(e.dataset_path) / "test")

@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import task
 
-from facerecon.stages import registry
+from facerecon import registry
 from facerecon.stages.workspace import StageJob, StageOut, finished
 
 

@@ -21,8 +21,8 @@ from facerecon.ae.train import (
     save_checkpoint,
 )
 from facerecon.bench import synth
-from facerecon.bench.datasets import SynthDataset
 from facerecon.config import AeModelParams, SynthParams
+from facerecon.io.datasets import SynthDataset
 from facerecon.render.warp import warp_canonical_to_view
 
 SMALL = SynthParams(image_size=32, n_train=64, n_val=1, n_test=8, supersample=1, views_per_face=1)

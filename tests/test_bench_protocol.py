@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from facerecon.bench import protocol, synth
-from facerecon.bench.datasets import SynthDataset
 from facerecon.config import SynthParams
 from facerecon.errors import ConfigError, DatasetError
+from facerecon.io.datasets import SynthDataset
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_sweep_writes_14_views(face, tmp_path):
 
 def test_turning_moves_the_nose_the_right_way(face):
     from facerecon.geometry.depth_proxy import frontalize_landmarks
-    from facerecon.geometry.reproject import render_from_view
+    from facerecon.render.reproject import render_from_view
 
     front = frontal_face(face, None, 10.0)
     nose = frontalize_landmarks(face.landmarks)[0][1, :2]  # landmark 1: nose tip, frontal pixels

@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 from tiny import TINY
 
-from facerecon.bench import registry as bench_registry
+from facerecon import registry
 from facerecon.config import load_params
 from facerecon.errors import ConfigError
-from facerecon.stages import registry
 from facerecon.stages.base import AlignedFace, InvertResult, View, alpha_yaws
 from flows.cli import main
 
@@ -44,7 +43,7 @@ class StillSweep:
 def test_a_new_pose_sweep_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="pose_sweep.backend: 'still' is not one of reproject, interfacegan"):
         load_params(overrides=["pose_sweep.backend=still"])
-    monkeypatch.setitem(registry.stage("pose_sweep").backends, "still", f"{__name__}:StillSweep")  # the line
+    monkeypatch.setitem(registry.stage("pose_sweep").backends, "still", f"{__name__}:StillSweep")  # the one line
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -74,7 +73,7 @@ def test_every_stage_has_one_signature_and_reads_only_earlier_stages():
             module, cls = target.split(":")
             assert isinstance(getattr(__import__(module, fromlist=[cls]), cls), type), f"{spec.name}.{name}"
         seen.append(spec.name)
-    assert [s.name for s in registry.FACE_STAGES] == list(registry.NAMES[1:])
+    assert [s.name for s in registry.FACE_STAGES] == list(registry.STAGE_NAMES[1:])
 
 
 def _literal_name_lists(names: set[str]) -> list[str]:
@@ -93,18 +92,39 @@ def _literal_name_lists(names: set[str]) -> list[str]:
 
 
 def test_stage_names_are_listed_only_in_the_stage_registry():
-    found = [f for f in _literal_name_lists(set(registry.NAMES)) if not f.startswith("facerecon/stages/registry.py")]
+    found = [f for f in _literal_name_lists(set(registry.STAGE_NAMES)) if not f.startswith("facerecon/registry.py")]
     assert not found, found
 
 
 def test_variant_names_are_listed_only_in_the_variant_registry():
-    found = [f for f in _literal_name_lists(set(bench_registry.NAMES))
-             if not f.startswith("facerecon/bench/registry.py")]
+    found = [f for f in _literal_name_lists(set(registry.VARIANT_NAMES))
+             if not f.startswith("facerecon/registry.py")]
     assert not found, found
 
 
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_two_packages_import_each_other():
+    """facerecon's packages (and top-level modules) form no import cycle, lazy imports included."""
+    edges: dict[str, set[str]] = {}
+    for path in (ROOT / "facerecon").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "facerecon":
+                names = [f"facerecon.{a.name}" for a in node.names]
+            for name in names:
+                if name.startswith("facerecon.") and _package(name) != _package(module):
+                    edges.setdefault(_package(module), set()).add(_package(name))
+    cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
+    assert not cycles, cycles
+
+
 def test_the_default_variants_are_the_registry_and_unknown_ones_are_refused():
-    assert list(load_params().evaluate.variants) == list(bench_registry.NAMES)
+    assert list(load_params().evaluate.variants) == list(registry.VARIANT_NAMES)
     from flows.benchmark import check_variants
 
     with pytest.raises(ConfigError, match="evaluate.variants: unknown"):

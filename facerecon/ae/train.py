@@ -125,13 +125,13 @@ def open_dataset(params: Params):
     """The pretraining images: the synthetic split, or one of the thesis's real face sets."""
     p = params.pretrain
     if p.dataset == "synth":
-        from facerecon.bench.datasets import SynthDataset
+        from facerecon.io.datasets import SynthDataset
 
         return SynthDataset(Path(p.dataset_path) / "train", canonical=p.supervised)
     if p.supervised or p.face_mask:
         what = "supervised: needs ground-truth depth" if p.supervised else "face_mask: needs face masks"
         raise ConfigError(f"pretrain.{what}, which only dataset 'synth' has")
-    from facerecon.bench.datasets import FolderDataset
+    from facerecon.io.datasets import FolderDataset
 
     return FolderDataset(p.dataset_path, p.dataset, params.ae_model.image_size, split="train")
 

@@ -3,7 +3,6 @@
 * ``face_model`` — a procedural morphable face (identity, expression, albedo) on the canonical grid.
 * ``synth`` — renders it at random pose/light into ``data/synth/{train,val,test}`` with ground truth.
 * ``bfm`` — Basel Face Model 2009 (.mat) / 2017 (.h5) readers that make the same set from a user's file.
-* ``datasets`` — torch datasets: the synthetic splits and the real sets' folder layouts.
 * ``metrics`` — SIDE / MAD as Unsup3D evaluates them, plus the thesis's eq. 6.1 / 6.2, labelled.
 * ``registry`` — every variant (row of the table), once: its kind and what it reads.
 * ``protocol`` — 1000 faces → 10 subgroups × 100, 10 repeats; variants are ``predict_depth`` callables.

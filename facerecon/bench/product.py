@@ -86,8 +86,8 @@ class ProductPredictor:
 
     def depth(self, image: Tensor) -> Tensor:
         from facerecon.pipeline import face_stages, sha256_bytes
+        from facerecon.registry import stage
         from facerecon.stages.align import face_dirs
-        from facerecon.stages.registry import stage
         from facerecon.stages.workspace import StageJob, load_json, load_npy
 
         s, params = image.shape[-1], self.params

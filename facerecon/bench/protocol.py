@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from facerecon.bench import registry
-from facerecon.bench.datasets import SynthDataset
+from facerecon import registry
 from facerecon.bench.metrics import METRICS, evaluate_depths
 from facerecon.errors import ConfigError, DatasetError
 from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
+from facerecon.io.datasets import SynthDataset
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def constant_baseline(train_dir: str | Path) -> Predictor:
 
 
 def baseline_predictors(train_dir: str | Path, names: Iterable[str] | None = None) -> dict[str, Predictor]:
-    """The baseline variants (``facerecon.bench.registry``), or those of ``names``, by name."""
-    names = registry.of_kind(registry.NAMES if names is None else names, registry.BASELINE)
+    """The baseline variants (``facerecon.registry``), or those of ``names``, by name."""
+    names = registry.of_kind(registry.VARIANT_NAMES if names is None else names, registry.BASELINE)
     return {n: registry.baseline_predictor(n, train_dir) for n in names}
 
 

@@ -46,7 +46,7 @@ from torch import Tensor
 from facerecon.bench import face_model
 from facerecon.config import SynthParams, to_dict
 from facerecon.errors import ConfigError, DatasetError
-from facerecon.geometry.camera import view_transform
+from facerecon.geometry.camera import view_transform, view_vectors
 from facerecon.geometry.mesh import grid_faces, normals_from_depth
 from facerecon.io.atomic import atomic_save, atomic_write_text
 from facerecon.render import Fragments, rasterize, sample_texture
@@ -83,17 +83,6 @@ def sample_render_params(n: int, rng: np.random.Generator, params: SynthParams) 
     out["bg_gradient"] = rng.normal(0.0, 0.1, (n, 2, 1)) + rng.normal(0.0, 0.04, (n, 2, 3))
     out["bg_noise"] = rng.normal(0.0, 0.04, (n, 4, 4, 3))
     return out
-
-
-def view_vectors(rp: dict[str, np.ndarray]) -> Tensor:
-    """(N, 6) project viewpoints (radians, depth units) from sampled pose parameters.
-
-    Yaw is ``ry`` and pitch ``rx`` (``facerecon.geometry.camera``), so positive yaw turns the
-    nose toward the image left.
-    """
-    v = np.stack([np.radians(rp["pitch"]), np.radians(rp["yaw"]), np.radians(rp["roll"]),
-                  rp["tx"], rp["ty"], np.zeros_like(rp["tx"])], 1)
-    return torch.as_tensor(v, dtype=torch.float32)
 
 
 def canonical_image(albedo: Tensor, depth_full: Tensor, rp: dict[str, np.ndarray], fov: float) -> Tensor:

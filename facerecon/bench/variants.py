@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from facerecon import registry
 from facerecon.ae.finetune import fit_face
 from facerecon.ae.model import predict, render
 from facerecon.ae.networks import AeNets
-from facerecon.bench import registry
 from facerecon.bench.protocol import Predictor
 from facerecon.config import AeModelParams, Params
 from facerecon.offline.reproject import FrontalFace, render_yaw

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from facerecon import registry
 from facerecon.config import Params
 from facerecon.errors import CheckpointError, ConfigError, MissingWeightsError
 from facerecon.io.atomic import atomic_save
-from facerecon.stages import registry
 from facerecon.stages.base import AlignedFace, InvertResult, View
 
 log = logging.getLogger(__name__)

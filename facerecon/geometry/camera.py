@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -144,3 +145,14 @@ def unproject(uv: Tensor, depth: Tensor, K: Tensor) -> Tensor:
     x = (uv[..., 0] - cx) / fx * depth
     y = (uv[..., 1] - cy) / fy * depth
     return torch.stack([x, y, depth], -1)
+
+
+def view_vectors(rp: dict[str, np.ndarray]) -> Tensor:
+    """(N, 6) project viewpoints (radians, depth units) from sampled pose parameters.
+
+    Yaw is ``ry`` and pitch ``rx`` (the conventions above), so positive yaw turns the
+    nose toward the image left.
+    """
+    v = np.stack([np.radians(rp["pitch"]), np.radians(rp["yaw"]), np.radians(rp["roll"]),
+                  rp["tx"], rp["ty"], np.zeros_like(rp["tx"])], 1)
+    return torch.as_tensor(v, dtype=torch.float32)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from facerecon.errors import InputImageError, StorageError
-from facerecon.io.storage import COMPLETE, Entry, display_key, marker_for, parse_marker, publishable_files
+from facerecon.io.published import COMPLETE, Entry, display_key, marker_for, parse_marker, publishable_files
 
 DEFAULT_ATTEMPTS = 8
 

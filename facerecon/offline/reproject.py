@@ -63,7 +63,7 @@ def frontal_face(face: AlignedFace, depth: np.ndarray | None, fov: float) -> Fro
 
 def render_yaw(front: FrontalFace, yaw_deg: float, fov: float, out_size: int) -> np.ndarray:
     """uint8 image of the frontal textured mesh turned by ``yaw_deg`` (background filled)."""
-    from facerecon.geometry.reproject import render_from_view
+    from facerecon.render.reproject import render_from_view
 
     rgb, mask = render_from_view(front.texture, front.depth, front.mask, yaw_deg=yaw_deg, fov=fov,
                                  out_size=out_size)[:2]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facerecon import registry
 from facerecon.config import Params, section_hash
 from facerecon.errors import MissingWeightsError
-from facerecon.stages import registry
 from facerecon.stages.runtime import backend
 from facerecon.stages.workspace import (
     StageJob,

@@ -3,7 +3,7 @@
 Stage functions (``run_<stage>`` in ``facerecon/stages/<stage>.py``) read and write a face's
 work folder; backends are the swappable compute behind them (DESIGN.md §1), offline ones in
 ``facerecon.offline`` and thesis ones in ``facerecon.gan`` / ``facerecon.diffusion``, named in
-``facerecon.stages.registry``.
+``facerecon.registry``.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facerecon import registry
 from facerecon.post.combine import combine_albedo
-from facerecon.stages import registry
 from facerecon.stages.workspace import StageJob, StageOut, load_npy, run_cached, save_npy, save_png, stage_key
 
 VERSION = "1"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facerecon import registry
 from facerecon.post.correct import correct_forehead
-from facerecon.stages import registry
 from facerecon.stages.workspace import StageJob, StageOut, load_npy, run_cached, save_npy, stage_key
 
 VERSION = "3"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facerecon.stages import registry
+from facerecon import registry
 from facerecon.stages.base import DreamboothResult
 from facerecon.stages.runtime import backend
 from facerecon.stages.workspace import (

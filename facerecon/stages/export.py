@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facerecon import registry
 from facerecon.config import section_hash, to_dict
 from facerecon.post.detail import detail_texture
-from facerecon.stages import registry
 from facerecon.stages.workspace import (
     StageJob,
     StageOut,

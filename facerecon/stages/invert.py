@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.stages import registry
+from facerecon import registry
 from facerecon.stages.runtime import backend
 from facerecon.stages.workspace import (
     StageJob,

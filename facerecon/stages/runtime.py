@@ -7,9 +7,9 @@ import logging
 import threading
 from typing import Any
 
+from facerecon import registry
 from facerecon.config import Params, section_hash
 from facerecon.errors import ConfigError
-from facerecon.stages import registry
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()

@@ -116,7 +116,7 @@ class SynthDataset(Dataset):
     def true_views(self) -> np.ndarray:
         """(N, 6) float32 ground-truth viewpoints (radians, depth units) from ``params.npz``."""
         if getattr(self, "_views", None) is None:
-            from facerecon.bench.synth import view_vectors
+            from facerecon.geometry.camera import view_vectors
 
             try:
                 with np.load(self.dir / "params.npz") as z:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from facerecon.gan.ffhq_align import ffhq_quad, quad_size, warp_quad
+from facerecon.ffhq_align import ffhq_quad, quad_size, warp_quad
 
 COLORS = {"eye_left": (255, 0, 0), "eye_right": (0, 255, 0), "mouth_left": (0, 0, 255), "mouth_right": (255, 255, 0)}
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from facerecon.bench import synth
-from facerecon.bench.datasets import FolderDataset, SynthDataset, crop_resize, detect_layout
 from facerecon.config import SynthParams
 from facerecon.errors import DatasetError
+from facerecon.io.datasets import FolderDataset, SynthDataset, crop_resize, detect_layout
 
 
 def _img(path: Path, w: int, h: int, colour=(0, 0, 255), box=None, box_colour=(255, 0, 0)) -> Path:
@@ -158,7 +158,7 @@ def test_corrupt_images_are_skipped_counted_and_logged(tmp_path, caplog):
     (root / "d.png").write_bytes(b"")
     ds = FolderDataset(root, image_size=8)
     assert len(ds) == 4
-    with caplog.at_level(logging.WARNING, logger="facerecon.bench.datasets"):
+    with caplog.at_level(logging.WARNING, logger="facerecon.io.datasets"):
         items = [ds[i] for i in range(4)]
     assert [it["index"] for it in items] == [0, 2, 2, 0]  # corrupt ones replaced by the next good image
     assert sorted(Path(p).name for p in ds.skipped) == ["b.jpg", "d.png"]

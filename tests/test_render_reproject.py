@@ -8,7 +8,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from facerecon.geometry.camera import focal_from_fov
-from facerecon.geometry.reproject import (
+from facerecon.render.reproject import (
     hidden_in_source,
     render_from_view,
     reproject,
