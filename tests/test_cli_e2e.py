@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -66,6 +67,8 @@ def test_outputs_of_a_face(first_run):
     front = np.asarray(Image.open(face / "render_front.png").convert("RGB")).astype(float)
     assert front.std() > 5  # a picture, not a blank
     result = json.loads((face / "result.json").read_text())
+    assert result["photo"]["key"] == "astronaut.jpg" and result["photo"]["face"] == "face0"
+    assert result["photo"]["sha256"] == hashlib.sha256((src / "astronaut.jpg").read_bytes()).hexdigest()
     assert set(result["timings_s"]) >= {"align", "invert", "pose_sweep", "dreambooth", "profile", "ae_optimize",
                                         "combine", "correct", "export"}
     assert result["stages"]["dreambooth"]["summary"]["skipped"] is True
@@ -79,6 +82,13 @@ def test_outputs_of_a_face(first_run):
     assert list(m["status"]) == ["ok"] and m["stages_run"][0].startswith("align")
     sheet = Image.open(face / "views.png")
     assert sheet.size[0] > 64 * 4
+
+
+def test_a_texture_without_photo_detail_is_exported(first_run, tmp_path):
+    src, _, _, _ = first_run
+    args = tiny_args(tmp_path / "cache") + ["--set", "export.photo_detail=0", "--set", "export.likeness=off"]
+    assert main(["run", str(src), str(tmp_path / "out"), "--no-progress", *args]) == 0
+    assert (tmp_path / "out" / "astronaut" / "albedo.png").is_file()
 
 
 def test_rerun_recomputes_nothing(first_run):

@@ -30,7 +30,7 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "2"
+VERSION = "3"  # 3: result.json records the photo (it held the crop's pixels)
 RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}
 LIKENESS_YAWS = (0.0, -30.0, 30.0, -45.0, 45.0)
 LIKENESS_SIZE = 256
@@ -79,8 +79,8 @@ def run_export(job: StageJob, up: dict[str, StageOut]) -> StageOut:
         albedo = np.clip(load_npy(stages["combine"].path / "albedo.npy"), 0, 1)
         crop = stages["ae_optimize"].path / "front_crop.png"
         if p.photo_detail > 0 and crop.exists():
-            photo = load_png(crop)[..., :3].astype(np.float32) / 255.0
-            albedo = detail_texture(albedo, photo, p.texture_size, p.photo_detail)
+            crop_rgb = load_png(crop)[..., :3].astype(np.float32) / 255.0
+            albedo = detail_texture(albedo, crop_rgb, p.texture_size, p.photo_detail)
         mask = load_npy(stages["ae_optimize"].path / "mask.npy")
         save_npy(d / "depth.npy", depth)
         ex.write_depth_png(d / "depth.png", depth, mask)
@@ -102,7 +102,7 @@ def run_export(job: StageJob, up: dict[str, StageOut]) -> StageOut:
         timings = {s: round(o.seconds, 3) for s, o in stages.items()}
         timings["export"] = round(time.perf_counter() - t_export, 3)  # all but writing result.json itself
         result = {
-            "photo": photo,
+            "photo": job.photo,
             "stages": {s: {"key": o.key, "seconds": round(o.seconds, 3), "cached": o.cached, "summary": o.summary}
                        for s, o in stages.items()},
             "timings_s": timings,
