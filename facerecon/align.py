@@ -297,13 +297,16 @@ def face_mask(landmarks_aligned: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img) > 127
 
 
-def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, output_size: int, transform_size: int
-               ) -> AlignedFace:
-    """FFHQ-style aligned crop of one face + landmarks, mask and head pose in aligned coordinates."""
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, output_size: int, transform_size: int,
+               quad: np.ndarray | None = None) -> AlignedFace:
+    """FFHQ-style aligned crop of one face + landmarks, mask and head pose in aligned coordinates.
+
+    The crop is the FFHQ quad of the landmarks' eyes and mouth corners, or ``quad`` when given
+    (dlib's, from its 68 points: ``facerecon.dlib_align``)."""
     from facerecon.ffhq_align import ffhq_quad, warp_quad
 
-    el, er, ml, mr = ffhq_keypoints(landmarks)
-    quad = ffhq_quad(el, er, ml, mr)
+    if quad is None:
+        quad = ffhq_quad(*ffhq_keypoints(landmarks))
     aligned = warp_quad(rgb, quad, output_size, transform_size)
     m = quad_affine(quad, output_size)
     lm = landmarks.astype(np.float64).copy()

@@ -42,7 +42,8 @@ def opt(default: Any, *, choices: tuple | None = None, min: float | None = None,
 
 @dataclass(frozen=True)
 class AlignParams:
-    backend: str = opt("mediapipe")
+    backend: str = opt("auto", help="auto: dlib's FFHQ alignment for the GAN invert backends (when dlib is "
+                       "installed), mediapipe's otherwise")
     output_size: int = opt(256, min=32, max=1024, help="side of the aligned face crop (FFHQ-style)")
     transform_size: int = opt(1024, min=64, max=4096, help="FFHQ quad is first resampled to this size")
     min_detection_confidence: float = opt(0.5, min=0.05, max=1.0)

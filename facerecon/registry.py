@@ -70,8 +70,11 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("align", (), "facerecon.stages.align", {"mediapipe": "facerecon.align:MediapipeAlign"},
-          per_photo=True),
+    Stage("align", (), "facerecon.stages.align", {
+        "auto": "facerecon.dlib_align:AutoAlign",  # dlib for the GAN invert backends, else mediapipe
+        "mediapipe": "facerecon.align:MediapipeAlign",
+        "dlib": "facerecon.dlib_align:DlibAlign",
+    }, per_photo=True),
     Stage("invert", ("align",), "facerecon.stages.invert", {
         "landmarks": "facerecon.offline.invert:LandmarkDepthInvert",
         "ae_depth": "facerecon.offline.invert:AeDepthInvert",
