@@ -7,11 +7,14 @@ import sys
 
 
 def parse_config(text: str) -> tuple[str, list[str]]:
-    """'label: a.b=1 c.d=x' → ('label', ['a.b=1', 'c.d=x']); the label may not contain ':'."""
-    label, _, rest = text.partition(":")
-    if not label.strip():
-        raise SystemExit(f"--config {text!r}: give it a label, as 'label: key=value ...'")
-    return label.strip(), rest.split()
+    """'label: a.b=1 c.d=x' → ('label', ['a.b=1', 'c.d=x']) (``facerecon.config.labelled_overrides``)."""
+    from facerecon.config import labelled_overrides
+    from facerecon.errors import ConfigError
+
+    try:
+        return labelled_overrides(text)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def exit_quietly(code: int) -> None:

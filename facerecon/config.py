@@ -303,6 +303,18 @@ class PretrainParams:
 
 
 @dataclass(frozen=True)
+class LikenessParams:
+    """The likeness benchmark (dvc stage `likeness`): real photos → 3D faces → dlib identity distance."""
+
+    photos: str = opt("data/photos", help="folder of real photos; each is scored in 6 versions (as it is, "
+                      "mirrored, 160 px, turned 12°, grey, JPEG q20)")
+    configs: list = opt(["default:", "dlib align: align.backend=dlib", "ae anchor: ae_optimize.anchor=ae"],
+                        help="one row per entry, 'label: key=value ...' (the overrides of that row)")
+    overrides: list = opt([], help="applied to every row after its own (e.g. smaller per-face settings)")
+    out_dir: str = opt("reports", help="<out_dir>/likeness/ gets likeness.md, per_photo.parquet, likeness.png")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     n_faces: int = opt(1000, min=1)
     n_subgroups: int = opt(10, min=1)
@@ -358,6 +370,7 @@ class Params:
     synth: SynthParams = field(default_factory=SynthParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    likeness: LikenessParams = field(default_factory=LikenessParams)
     input: InputParams = field(default_factory=InputParams)
     cache: CacheParams = field(default_factory=CacheParams)
 
@@ -501,6 +514,19 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
             node = child
         node[path[-1]] = value
     return data
+
+
+def labelled_overrides(text: str, key: str = "--config") -> tuple[str, list[str]]:
+    """'label: a.b=1 c.d=x' → ('label', ['a.b=1', 'c.d=x']); the label may not contain ':'."""
+    label, _, rest = text.partition(":")
+    if not label.strip():
+        raise ConfigError(f"{key}: {text!r} needs a label, as 'label: key=value ...'")
+    return label.strip(), rest.split()
+
+
+def with_overrides(params: Params, overrides: typing.Iterable[str]) -> Params:
+    """``params`` with ``--set``-style overrides applied (checked like params.yaml)."""
+    return build(Params, apply_overrides(to_dict(params), overrides))
 
 
 def load_params(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Params:

@@ -1,6 +1,7 @@
-"""Prefect flows of the benchmark, one per DVC stage: synth → pretrain → evaluate → report.
+"""Prefect flows of the benchmark, one per DVC stage: synth → pretrain → evaluate → report, and
+likeness (real photos → 3D faces → identity distance).
 
-    python -m flows.benchmark synth|pretrain|evaluate|report [--params params.yaml] [--set k=v ...]
+    python -m flows.benchmark synth|pretrain|evaluate|report|likeness [--params params.yaml] [--set k=v ...]
 
 ``dvc repro`` calls exactly these; the same code runs in CI with tiny ``--set`` overrides.
 """
@@ -26,6 +27,7 @@ from tasks.bench import (
     checkpoint_variant_task,
     examples_task,
     landmarks_task,
+    likeness_task,
     pipeline_variants_task,
     pretrain_task,
     product_task,
@@ -161,6 +163,39 @@ def report_flow(params: Params) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
+@flow(name="bench-likeness", validate_parameters=False)
+def likeness_flow(params: Params) -> dict:
+    """The real-photo set (6 versions of every photo in ``likeness.photos``) through every configured
+    row → <out_dir>/likeness/{likeness.md, per_photo.parquet, likeness.png}."""
+    import tempfile
+
+    from facerecon.bench.likeness_set import markdown_table, plot, real_photo_set
+    from facerecon.config import labelled_overrides
+
+    lp = params.likeness
+    configs = [labelled_overrides(c, "likeness.configs") for c in lp.configs]
+    out = Path(lp.out_dir) / "likeness"
+    frames, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="facerecon-likeness-") as tmp:
+        photos = Path(tmp) / "photos"
+        real_photo_set(Path(lp.photos), photos)
+        for i, (label, overrides) in enumerate(configs):
+            frame, row = likeness_task(params, label, overrides, str(photos), str(Path(tmp) / f"out{i}"),
+                                       str(Path(tmp) / "cache"))
+            frames.append(frame)
+            rows.append(row)
+    per_photo = pd.concat(frames, ignore_index=True)
+    buf = pd.io.common.BytesIO()
+    per_photo.to_parquet(buf, index=False)
+    atomic_write_bytes(out / "per_photo.parquet", buf.getvalue())
+    table = markdown_table(rows)
+    atomic_write_text(out / "likeness.md", f"# Likeness: {len(rows)} configurations, photos from "
+                      f"`{lp.photos}` in 6 versions each\n\n{table}")
+    plot(rows, out / "likeness.png")
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    return {"rows": len(rows)}
+
+
 def preflight(params: Params, stage: str) -> None:
     """User mistakes found before Prefect starts: one clear line instead of a failed flow run."""
     if stage in ("evaluate", "report"):
@@ -180,14 +215,25 @@ def preflight(params: Params, stage: str) -> None:
         from facerecon.bench.synth import check_params
 
         check_params(params.synth)
+    if stage == "likeness":
+        from facerecon import likeness
+        from facerecon.config import labelled_overrides, with_overrides
+
+        likeness.require()
+        photos = Path(params.likeness.photos)
+        if not photos.is_dir():
+            raise ConfigError(f"likeness.photos: {photos} is not a folder")
+        for text in params.likeness.configs:  # every row's overrides checked before any face
+            with_overrides(params, [*labelled_overrides(text, "likeness.configs")[1], *params.likeness.overrides])
 
 
-FLOWS = {"synth": synth_flow, "pretrain": pretrain_flow, "evaluate": evaluate_flow, "report": report_flow}
+FLOWS = {"synth": synth_flow, "pretrain": pretrain_flow, "evaluate": evaluate_flow, "report": report_flow,
+         "likeness": likeness_flow}
 
 
 def record_stage_time(params: Params, stage: str, seconds: float) -> None:
     """reports/stage_times.json: wall time of each stage's last run (the report shows them)."""
-    path = Path(params.evaluate.out_dir) / "stage_times.json"
+    path = Path(params.likeness.out_dir if stage == "likeness" else params.evaluate.out_dir) / "stage_times.json"
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:

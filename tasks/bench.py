@@ -155,6 +155,24 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
     return str(plot_examples(images, batch["depth"], batch["mask"], preds, path, fov=ds.camera["fov"]))
 
 
+@task(name="likeness", cache_policy=NONE, tags=["gpu"])
+def likeness_task(params: Params, label: str, overrides: list[str], photos: str, out: str,
+                  cache: str) -> tuple[Any, dict]:
+    """One row of the likeness benchmark: the real-photo set through `facerecon run`'s batch flow
+    (the rows share one stage cache, so rows that differ only late reuse the early stages)."""
+    from facerecon.bench.likeness_set import per_photo, summary
+    from facerecon.config import with_overrides
+    from flows.reconstruct import reconstruct_batch
+
+    row_params = with_overrides(params, [*overrides, *params.likeness.overrides, "export.likeness=on",
+                                         f"cache.dir={cache}"])
+    n = sum(1 for p in Path(photos).iterdir() if p.is_file())
+    t0 = time.perf_counter()
+    reconstruct_batch(photos, out, row_params)
+    frame = per_photo(Path(out), label)
+    return frame, {"label": label, "overrides": overrides, **summary(frame, n, time.perf_counter() - t0)}
+
+
 def with_section(params: Params, section: str, **changes: Any) -> Params:
     """``params`` with some keys of one section replaced."""
     return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **changes)})

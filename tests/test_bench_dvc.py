@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -26,7 +27,11 @@ TINY = ["synth.n_train=48", "synth.n_val=4", "synth.n_test=24", "pretrain.epochs
         "evaluate.subgroup_size=8", "evaluate.repeats=2", "evaluate.finetune_steps=1", "evaluate.workers=1",
         "evaluate.product_faces=10",
         "evaluate.variants=[constant,mean_depth,mean_shape,landmarks,ae_only,ae_profile,ae_sweep,full,oracle_views,"
-        "supervised,product]"]
+        "supervised,product]",
+        "likeness.configs=['default:', 'dlib align: align.backend=dlib']",
+        "likeness.overrides=[align.output_size=128, pose_sweep.image_size=64, profile.image_size=64, "
+        "ae_optimize.steps=2, ae_optimize.batch_size=4, export.mesh_resolution=32, export.render_size=64, "
+        "export.texture_size=64, export.turntable_frames=3]"]
 VARIANTS = ["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep", "full",
             "oracle_views", "supervised", "product"]
 
@@ -44,6 +49,8 @@ def repo(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
     for pkg in ("facerecon", "flows", "tasks"):
         shutil.copytree(ROOT / pkg, d / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (d / "data" / "photos").mkdir(parents=True)  # one real photo: the likeness stage scores its 6 versions
+    shutil.copy(ROOT / "data" / "photos" / "grace_hopper.jpg", d / "data" / "photos")
     params = to_dict(load_params(ROOT / "params.yaml", TINY))
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
@@ -78,6 +85,18 @@ def test_repro_writes_every_output(repo):
     truth, flat = grid[:, tile:2 * tile], grid[:, 2 * tile:3 * tile]  # VARIANTS[0] is "constant"
     assert truth.std() > 20  # the shaded ground truth shows a shape
     assert flat[flat > 0].std() < 1.0  # a flat map shades to one grey
+
+
+def test_repro_scores_the_likeness_of_real_photos(repo):
+    md = (repo / "reports/likeness/likeness.md").read_text()
+    assert "| default |" in md and "| dlib align |" in md
+    per_photo = pd.read_parquet(repo / "reports/likeness/per_photo.parquet")
+    assert sorted(per_photo["config"].unique()) == ["default", "dlib align"]
+    assert len(per_photo) == 12  # grace_hopper in 6 versions, twice
+    found = per_photo[per_photo["photo_detected"]]
+    assert len(found) >= 8 and found["distance_+0"].between(0.0, 2.0).all()
+    with Image.open(repo / "reports/likeness/likeness.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 200
 
 
 def test_metrics_show_and_second_repro_does_nothing(repo):

@@ -76,6 +76,8 @@ def test_outputs_of_a_face(first_run):
     assert lk["photo_detected"] is True and set(lk["views"]) == {"+0", "-30", "+30", "-45", "+45"}
     assert all(0.0 < v["distance"] < 2.0 for v in lk["views"].values())
     assert 0.0 < lk["landmark_error_front"] < 1.0
+    turn = lk["turntable"]  # 3 frames at 0°, ±78°: only the frontal one is a face dlib can judge
+    assert turn["yaws"] == [0.0] and len(turn["distance"]) == 1 and 0.0 < turn["mean_distance"] < 2.0
     page = (dst / "index.html").read_text()
     assert "identity distance to the photo" in page
     m = read_manifest(dst)

@@ -30,10 +30,11 @@ from facerecon.stages.workspace import (
     stage_key,
 )
 
-VERSION = "3"  # 3: result.json records the photo (it held the crop's pixels)
+VERSION = "4"  # 3: result.json records the photo (it held the crop's pixels); 4: turntable likeness
 RENDER_YAWS = {"render_front": 0.0, "render_45": 45.0, "render_left90": -90.0, "render_right90": 90.0}
 LIKENESS_YAWS = (0.0, -30.0, 30.0, -45.0, 45.0)
 LIKENESS_SIZE = 256
+TURNTABLE_MAX_YAW = 60.0  # turntable frames turned further are profiles a frontal recognizer cannot judge
 
 
 def versions() -> dict:
@@ -46,9 +47,10 @@ def versions() -> dict:
 
 
 def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: np.ndarray, fov: float,
-                required: bool) -> dict | None:
-    """The likeness block of result.json (facerecon.likeness) for renders at :data:`LIKENESS_YAWS`;
-    None when dlib is not installed and not ``required``."""
+                required: bool, turntable: dict[float, np.ndarray] | None = None) -> dict | None:
+    """The likeness block of result.json (facerecon.likeness) for renders at :data:`LIKENESS_YAWS`,
+    and for the ``turntable`` frames (yaw → frame) a frontal recognizer can judge (|yaw| ≤
+    :data:`TURNTABLE_MAX_YAW`); None when dlib is not installed and not ``required``."""
     from facerecon import export as ex
     from facerecon import likeness
 
@@ -57,8 +59,19 @@ def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: 
     elif not likeness.available():
         return None
     imgs = ex.render_yaws(depth, albedo, mask, fov, list(LIKENESS_YAWS), LIKENESS_SIZE)
-    return likeness.likeness(photo, {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)},
-                             front="+0")
+    renders = {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)}
+    frames = {f"turntable_{i}": (yaw, img) for i, (yaw, img) in enumerate((turntable or {}).items())
+              if abs(yaw) <= TURNTABLE_MAX_YAW}
+    out = likeness.likeness(photo, {**renders, **{k: img for k, (_, img) in frames.items()}}, front="+0")
+    if out.get("photo_detected") and frames:
+        views = [out["views"].pop(k) for k in frames]
+        out["mean_distance"] = round(float(np.mean([v["distance"] for v in out["views"].values()])), 4)
+        out["turntable"] = {
+            "yaws": [round(yaw, 1) for yaw, _ in frames.values()], "distance": [v["distance"] for v in views],
+            "mean_distance": round(float(np.mean([v["distance"] for v in views])), 4),
+            "same_person_share": round(float(np.mean([v["same_person"] for v in views])), 3),
+            "detected_share": round(float(np.mean([v["detected"] for v in views])), 3)}
+    return out
 
 
 def key_export(job: StageJob, up: dict[str, StageOut]) -> str:
@@ -91,14 +104,16 @@ def run_export(job: StageJob, up: dict[str, StageOut]) -> StageOut:
             ex.write_glb(d / "face.glb", mesh, albedo, texture_size=p.texture_size)
         for name, yaw in RENDER_YAWS.items():
             save_png(d / f"{name}.png", ex.render_view(depth, albedo, mask, fov, yaw, p.render_size))
-        frames = ex.render_turntable(depth, albedo, mask, fov, p.turntable_frames, min(p.render_size, 256))
+        turn_yaws = ex.turntable_yaws(p.turntable_frames)
+        frames = ex.render_turntable(depth, albedo, mask, fov, turn_yaws, min(p.render_size, 256))
         ex.write_gif(d / "turntable.gif", frames)
         views = load_views(stages["pose_sweep"].path) + load_views(stages["profile"].path)
         views.sort(key=lambda v: v.yaw)
         save_png(d / "views.png", ex.contact_sheet([v.image for v in views], [f"{v.yaw:+.0f}°" for v in views]))
         face_likeness = None
         if p.likeness != "off" and crop.exists():
-            face_likeness = likeness_of(load_png(crop)[..., :3], depth, albedo, mask, fov, required=p.likeness == "on")
+            face_likeness = likeness_of(load_png(crop)[..., :3], depth, albedo, mask, fov, required=p.likeness == "on",
+                                        turntable=dict(zip(turn_yaws, frames, strict=True)))
         timings = {s: round(o.seconds, 3) for s, o in stages.items()}
         timings["export"] = round(time.perf_counter() - t_export, 3)  # all but writing result.json itself
         result = {
