@@ -46,15 +46,16 @@ def dlib_faces(rgb: np.ndarray, *, max_faces: int, min_face_size: int) -> tuple[
     scale = min(1.0, DETECT_SIDE / max(h, w))
     small = img if scale == 1.0 else np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)),
                                                                              Image.BILINEAR))
-    rects = sorted(rec.detector(small, 1), key=lambda r: r.width() * r.height(), reverse=True)
     faces = []
-    for r in rects:
-        if r.width() / scale < min_face_size:
-            continue
-        box = dlib.rectangle(round(r.left() / scale), round(r.top() / scale), round(r.right() / scale),
-                             round(r.bottom() / scale))
-        shape = rec.predictor(img, box)
-        faces.append(np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64))
+    with rec.lock:
+        rects = sorted(rec.detector(small, 1), key=lambda r: r.width() * r.height(), reverse=True)
+        for r in rects:
+            if r.width() / scale < min_face_size:
+                continue
+            box = dlib.rectangle(round(r.left() / scale), round(r.top() / scale), round(r.right() / scale),
+                                 round(r.bottom() / scale))
+            shape = rec.predictor(img, box)
+            faces.append(np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64))
     return faces[:max_faces], len(faces)
 
 

