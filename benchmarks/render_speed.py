@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from facerecon import export  # noqa: E402
 from facerecon.geometry.camera import view_transform  # noqa: E402
 from facerecon.geometry.mesh import depth_to_points, grid_faces  # noqa: E402
+from facerecon.render import outputs as export  # noqa: E402
 from facerecon.render import rasterize, warp_grid  # noqa: E402
 
 FOV = 10.0

@@ -19,7 +19,7 @@ from facerecon.config import load_params  # noqa: E402
 from facerecon.diffusion import dreambooth as db  # noqa: E402
 from facerecon.diffusion.backends import ControlNetProfile, DiffusersDreambooth  # noqa: E402
 from facerecon.diffusion.components import clear_cache, load_base_model, load_controlnet  # noqa: E402
-from facerecon.diffusion.profiles import Score, heuristic_score, make_default_scorer, make_pipeline  # noqa: E402
+from facerecon.diffusion.controlnet_sampling import Score, heuristic_score, make_default_scorer, make_pipeline  # noqa: E402
 from facerecon.diffusion.single_file import save_single_file  # noqa: E402
 from facerecon.diffusion.skeleton import profile_skeleton  # noqa: E402
 from facerecon.diffusion.tiny import build_tiny, save_config_folder, save_diffusers_folder  # noqa: E402

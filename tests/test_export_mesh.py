@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerecon.export import mesh_from_depth, write_glb, write_obj
+from facerecon.render.outputs import mesh_from_depth, write_glb, write_obj
 
 FOV = 10.0
 

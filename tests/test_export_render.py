@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facerecon.export import (
+from facerecon.render.outputs import (
     contact_sheet,
     depth_to_png,
     normals_to_png,

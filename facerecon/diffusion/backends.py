@@ -271,7 +271,7 @@ class ControlNetProfile(_Base):
         self._scorer = scorer
 
     def scorer(self):
-        from facerecon.diffusion.profiles import make_default_scorer
+        from facerecon.diffusion.controlnet_sampling import make_default_scorer
 
         if self._scorer is not None:
             return self._scorer
@@ -318,7 +318,7 @@ class ControlNetProfile(_Base):
         from PIL import Image
 
         from facerecon.diffusion import dreambooth as db
-        from facerecon.diffusion.profiles import make_pipeline, pick_best, sample
+        from facerecon.diffusion.controlnet_sampling import make_pipeline, pick_best, sample
         from facerecon.diffusion.skeleton import draw_skeleton, profile_skeleton
         from facerecon.stages.workspace import save_json, save_png
 

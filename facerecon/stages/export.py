@@ -51,8 +51,8 @@ def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: 
     """The likeness block of result.json (facerecon.likeness) for renders at :data:`LIKENESS_YAWS`,
     and for the ``turntable`` frames (yaw → frame) a frontal recognizer can judge (|yaw| ≤
     :data:`TURNTABLE_MAX_YAW`); None when dlib is not installed and not ``required``."""
-    from facerecon import export as ex
     from facerecon import likeness
+    from facerecon.render import outputs as ex
 
     if required:
         likeness.require()
@@ -80,7 +80,7 @@ def key_export(job: StageJob, up: dict[str, StageOut]) -> str:
 
 
 def run_export(job: StageJob, up: dict[str, StageOut]) -> StageOut:
-    from facerecon import export as ex
+    from facerecon.render import outputs as ex
 
     params, stages = job.params, up
 
