@@ -37,7 +37,8 @@ FACES = ("astronaut", "grace_hopper")
 FILES = ("albedo.png", "depth.npy", "depth.png", "normals.png", "render_front.png", "render_45.png",
          "render_left90.png", "render_right90.png", "views.png", "turntable.gif", "face.obj", "face.mtl",
          "face.glb", "result.json")
-VOLATILE = {"seconds", "cached", "timings_s", "checkpoint", "cache", "params_sha256", "published_at", "versions"}
+VOLATILE = {"seconds", "cached", "timings_s", "checkpoint", "cache", "params_sha256", "published_at", "versions",
+            "source"}  # source: the SRC folder as given, here an absolute path that differs per checkout
 
 
 def this_platform() -> dict:
