@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,8 +25,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
 from script_support import exit_quietly, parse_config  # noqa: E402
 
-from facerecon.bench.likeness_set import markdown_table, per_photo, real_photo_set, summary  # noqa: E402
-from flows.reconstruct import run_batch  # noqa: E402
+from facerecon.bench.likeness_set import markdown_table, real_photo_set  # noqa: E402
+from facerecon.config import load_params  # noqa: E402
+from tasks.bench import likeness_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", help="keep each configuration's outputs under this folder")
     a = ap.parse_args(argv)
     configs = [parse_config(c) for c in a.config] or [("default", [])]
+    params = load_params(ROOT / "params.yaml")
     log = Path(a.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,13 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         names = real_photo_set(Path(a.src), tmp / "photos")
         for i, (label, overrides) in enumerate(configs):
             out = Path(a.keep) / f"config{i}" if a.keep else tmp / f"out{i}"
-            t0 = time.perf_counter()
-            run_batch(str(tmp / "photos"), str(out), str(ROOT / "params.yaml"),
-                      (*overrides, "export.likeness=on", f"cache.dir={tmp / 'cache'}"))
-            sec = time.perf_counter() - t0
-            frame = per_photo(out, label)
-            row = {"label": label, "overrides": overrides, **summary(frame, len(names), sec),
-                   "per_face": frame.drop(columns="config").to_dict(orient="records")}
+            frame, row = likeness_task.fn(params, label, overrides, str(tmp / "photos"), len(names), str(out),
+                                          str(tmp / "cache"))  # the dvc stage's own row
+            row["per_face"] = frame.drop(columns="config").to_dict(orient="records")
             print(json.dumps({k: v for k, v in row.items() if k != "per_face"}), flush=True)
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")

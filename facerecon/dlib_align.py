@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facerecon import likeness, registry
-from facerecon.align import MediapipeAlign, align_face, find_faces, get_detector
+from facerecon.align import MediapipeAlign, align_face, ffhq_keypoints, find_faces, get_detector, quad_affine
 from facerecon.errors import MissingWeightsError, NoFaceError
 from facerecon.ffhq_align import ffhq_quad, warp_quad
 from facerecon.stages.base import AlignedFace
@@ -37,32 +37,13 @@ def keypoints_68(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def dlib_faces(rgb: np.ndarray, *, max_faces: int, min_face_size: int) -> tuple[list[np.ndarray], int]:
     """(68, 2) landmarks in photo pixels of up to ``max_faces`` faces, largest first, and how many
-    faces of at least ``min_face_size`` pixels the photo has."""
-    import dlib
-
-    rec = likeness.recognizer()  # one detector and 68-point predictor per process, shared with likeness
-    img = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
-    h, w = img.shape[:2]
-    scale = min(1.0, DETECT_SIDE / max(h, w))
-    small = img if scale == 1.0 else np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)),
-                                                                             Image.BILINEAR))
-    faces = []
-    with rec.lock:
-        rects = sorted(rec.detector(small, 1), key=lambda r: r.width() * r.height(), reverse=True)
-        for r in rects:
-            if r.width() / scale < min_face_size:
-                continue
-            box = dlib.rectangle(round(r.left() / scale), round(r.top() / scale), round(r.right() / scale),
-                                 round(r.bottom() / scale))
-            shape = rec.predictor(img, box)
-            faces.append(np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64))
+    faces of at least ``min_face_size`` pixels (detector box) the photo has."""
+    faces = likeness.recognizer().faces_68(rgb, DETECT_SIDE, min_face_size)  # dlib is shared with likeness
     return faces[:max_faces], len(faces)
 
 
 def _matching_mesh(lm68: np.ndarray, meshes: list[np.ndarray]) -> np.ndarray | None:
     """The mediapipe mesh of the same face: eye midpoints within a quarter of the eye distance."""
-    from facerecon.align import ffhq_keypoints
-
     el, er = keypoints_68(lm68)[:2]
     mid, eye_dist = 0.5 * (el + er), float(np.hypot(*(er - el)))
     best, best_d = None, 0.25 * eye_dist
@@ -83,21 +64,17 @@ def _outline_mask(points: np.ndarray, size: int) -> np.ndarray:
 def align_face_68(rgb: np.ndarray, lm68: np.ndarray, mesh: np.ndarray | None, *, output_size: int,
                   transform_size: int) -> AlignedFace:
     """The FFHQ crop from the 68 points; the 468-point mesh (photo pixels) mapped into it when given."""
-    from facerecon.align import quad_affine
-
     quad = ffhq_quad(*keypoints_68(lm68))
+    m = quad_affine(quad, output_size)
+    pts = lm68 @ m[:, :2].T + m[:, 2]  # the 68 points in the crop
     if mesh is not None:
         face = align_face(rgb, mesh, output_size=output_size, transform_size=transform_size, quad=quad)
     else:
         aligned = warp_quad(rgb, quad, output_size, transform_size)
-        m = quad_affine(quad, output_size)
-        pts = lm68 @ m[:, :2].T + m[:, 2]
         face = AlignedFace(image=np.ascontiguousarray(aligned[..., :3]).astype(np.uint8),
                            mask=_outline_mask(pts, output_size), landmarks=None,
                            meta={"quad": np.asarray(quad).round(2).tolist()})
-    m = quad_affine(quad, output_size)
-    face.meta.update(aligner="dlib", mesh=mesh is not None,
-                     landmarks68=(lm68 @ m[:, :2].T + m[:, 2]).round(2).tolist(),
+    face.meta.update(aligner="dlib", mesh=mesh is not None, landmarks68=pts.round(2).tolist(),
                      face_size_px=round(float(math.dist(lm68[:17].min(0), lm68[:17].max(0))), 1))
     return face
 
@@ -129,16 +106,12 @@ class DlibAlign:
         return faces
 
 
-def _gan_invert(params) -> bool:
-    return registry.stage("invert").backends.get(params.invert.backend, "").startswith("facerecon.gan.")
-
-
 class AutoAlign:
     """`align.backend: auto`: dlib's alignment for the GAN `invert` backends when dlib is installed
     (the crop their encoders were trained on), mediapipe's otherwise."""
 
     def __init__(self, params, device=None) -> None:
-        use_dlib = _gan_invert(params) and likeness.available()
+        use_dlib = params.invert.backend in registry.backends_in("invert", "facerecon.gan") and likeness.available()
         self.chosen = DlibAlign(params, device) if use_dlib else MediapipeAlign(params, device)
 
     def check_ready(self) -> None:

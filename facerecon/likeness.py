@@ -96,14 +96,36 @@ class FaceRecognizer:
         else:
             return None
         shape = self.predictor(img, rect)
-        pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64) / scale
         desc = np.asarray(self.encoder.compute_face_descriptor(img, shape), np.float64)
-        return FaceDescription(desc, pts, bool(dets))
+        return FaceDescription(desc, _points(shape) / scale, bool(dets))
+
+    def faces_68(self, image: np.ndarray, max_side: int, min_size: float = 0) -> list[np.ndarray]:
+        """(68, 2) landmarks in ``image``'s pixels of every face the detector finds whose box is at
+        least ``min_size`` pixels wide, largest first; the detector runs on the image scaled to at
+        most ``max_side`` (its cost grows with area), the predictor on the image itself."""
+        img = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+        h, w = img.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        if scale < 1.0:
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
+        else:
+            small = img
+        with self.lock:
+            rects = sorted(self.detector(small, 1), key=lambda r: r.width() * r.height(), reverse=True)
+            return [_points(self.predictor(img, self._dlib.rectangle(
+                round(r.left() / scale), round(r.top() / scale), round(r.right() / scale), round(r.bottom() / scale))))
+                for r in rects if r.width() / scale >= min_size]
 
     def box(self, description: FaceDescription) -> tuple[float, float, float, float]:
         """A detector-sized box around the landmarks (to reuse on renders of the same framing)."""
         lo, hi = description.landmarks.min(0), description.landmarks.max(0)
         return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+def _points(shape) -> np.ndarray:
+    return np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], np.float64)
 
 
 @lru_cache(maxsize=1)
@@ -122,13 +144,14 @@ def landmark_error(photo: np.ndarray, render: np.ndarray) -> float:
 
 
 def likeness(photo: np.ndarray, renders: dict[str, np.ndarray], front: str = "0",
-             model: FaceRecognizer | None = None) -> dict:
+             model: FaceRecognizer | None = None, turntable: dict[float, np.ndarray] | None = None) -> dict:
     """Identity distance of each render to ``photo`` (uint8 images; renders pixel-aligned to the
-    photo at yaw 0, any size) and the front render's landmark error.
+    photo at yaw 0, any size) and the front render's landmark error; with ``turntable`` (yaw →
+    frame, framed like the renders) the same per frame, summarised apart from the views.
 
     Returns ``{"photo_detected", "views": {name: {"distance", "same_person", "detected"}},
-    "mean_distance", "landmark_error_front"}``; ``{"photo_detected": False}`` when no face is found
-    in the photo (nothing to compare against).
+    "mean_distance", "landmark_error_front"[, "turntable"]}``; ``{"photo_detected": False}`` when
+    no face is found in the photo (nothing to compare against).
     """
     model = model or recognizer()
     ref = model.describe(photo)
@@ -137,14 +160,24 @@ def likeness(photo: np.ndarray, renders: dict[str, np.ndarray], front: str = "0"
     out: dict = {"model": "dlib_face_recognition_resnet_model_v1", "photo_detected": True,
                  "same_person_below": SAME_PERSON_DISTANCE, "views": {}}
     box = model.box(ref)
-    for name, img in renders.items():
+
+    def judge(img: np.ndarray) -> tuple[dict, FaceDescription, float]:
         s = img.shape[0] / photo.shape[0]
         d = model.describe(img, fallback_box=tuple(v * s for v in box))
         dist = descriptor_distance(ref.descriptor, d.descriptor)
-        out["views"][name] = {"distance": round(dist, 4), "same_person": dist < SAME_PERSON_DISTANCE,
-                              "detected": d.detected}
+        return {"distance": round(dist, 4), "same_person": dist < SAME_PERSON_DISTANCE, "detected": d.detected}, d, s
+
+    for name, img in renders.items():
+        out["views"][name], d, s = judge(img)
         if name == front:
             out["landmark_error_front"] = round(landmark_error(ref.landmarks, d.landmarks / s), 4)
     dists = [v["distance"] for v in out["views"].values()]
     out["mean_distance"] = round(float(np.mean(dists)), 4) if dists else None
+    if turntable:
+        frames = [judge(img)[0] for img in turntable.values()]
+        out["turntable"] = {
+            "yaws": [round(float(yaw), 1) for yaw in turntable], "distance": [v["distance"] for v in frames],
+            "mean_distance": round(float(np.mean([v["distance"] for v in frames])), 4),
+            "same_person_share": round(float(np.mean([v["same_person"] for v in frames])), 3),
+            "detected_share": round(float(np.mean([v["detected"] for v in frames])), 3)}
     return out

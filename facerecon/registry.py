@@ -118,6 +118,11 @@ def backend_names(name: str) -> tuple[str, ...]:
     return tuple(STAGES_BY_NAME[name].backends) if name in STAGES_BY_NAME else ()
 
 
+def backends_in(name: str, package: str) -> tuple[str, ...]:
+    """The ``<name>.backend`` values implemented in ``package`` (e.g. the GAN ones: "facerecon.gan")."""
+    return tuple(b for b, target in stage(name).backends.items() if target.startswith(f"{package}."))
+
+
 # ------------------------------------------------------------------------- benchmark variants
 
 BASELINE, LANDMARKS, CHECKPOINT, PIPELINE, PRODUCT = "baseline", "landmarks", "checkpoint", "pipeline", "product"

@@ -21,7 +21,7 @@ from prefect import flow
 from facerecon import registry
 from facerecon.config import Params, load_params
 from facerecon.errors import ConfigError, FaceReconError
-from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
+from facerecon.io.atomic import atomic_save, atomic_write_text
 from tasks.bench import (
     baseline_task,
     checkpoint_variant_task,
@@ -106,9 +106,7 @@ def evaluate_flow(params: Params) -> dict[str, float]:
         per_image = pd.concat([per_image, product], ignore_index=True)
         written[0] = ("per_image.parquet", per_image)
     for name, frame in written:
-        buf = pd.io.common.BytesIO()
-        frame.to_parquet(buf, index=False)
-        atomic_write_bytes(out / name, buf.getvalue())
+        atomic_save(out / name, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=2) + "\n")
     examples_task(params, names, out / "examples.png")
     _publish_table(table)
@@ -169,30 +167,21 @@ def likeness_flow(params: Params) -> dict:
     row → <out_dir>/likeness/{likeness.md, per_photo.parquet, likeness.png}."""
     import tempfile
 
-    from facerecon.bench.likeness_set import markdown_table, plot, real_photo_set
+    from facerecon.bench.likeness_set import real_photo_set, write_likeness
     from facerecon.config import labelled_overrides
 
     lp = params.likeness
     configs = [labelled_overrides(c, "likeness.configs") for c in lp.configs]
-    out = Path(lp.out_dir) / "likeness"
     frames, rows = [], []
     with tempfile.TemporaryDirectory(prefix="facerecon-likeness-") as tmp:
         photos = Path(tmp) / "photos"
-        real_photo_set(Path(lp.photos), photos)
+        n = len(real_photo_set(Path(lp.photos), photos))
         for i, (label, overrides) in enumerate(configs):
-            frame, row = likeness_task(params, label, overrides, str(photos), str(Path(tmp) / f"out{i}"),
+            frame, row = likeness_task(params, label, overrides, str(photos), n, str(Path(tmp) / f"out{i}"),
                                        str(Path(tmp) / "cache"))
             frames.append(frame)
             rows.append(row)
-    per_photo = pd.concat(frames, ignore_index=True)
-    buf = pd.io.common.BytesIO()
-    per_photo.to_parquet(buf, index=False)
-    atomic_write_bytes(out / "per_photo.parquet", buf.getvalue())
-    table = markdown_table(rows)
-    atomic_write_text(out / "likeness.md", f"# Likeness: {len(rows)} configurations, photos from "
-                      f"`{lp.photos}` in 6 versions each\n\n{table}")
-    plot(rows, out / "likeness.png")
-    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    write_likeness(rows, pd.concat(frames, ignore_index=True), Path(lp.out_dir) / "likeness", lp.photos)
     return {"rows": len(rows)}
 
 

@@ -156,7 +156,7 @@ def examples_task(params: Params, names: list[str], path: Path, n: int = 6) -> s
 
 
 @task(name="likeness", cache_policy=NONE, tags=["gpu"])
-def likeness_task(params: Params, label: str, overrides: list[str], photos: str, out: str,
+def likeness_task(params: Params, label: str, overrides: list[str], photos: str, n_photos: int, out: str,
                   cache: str) -> tuple[Any, dict]:
     """One row of the likeness benchmark: the real-photo set through `facerecon run`'s batch flow
     (the rows share one stage cache, so rows that differ only late reuse the early stages)."""
@@ -166,11 +166,10 @@ def likeness_task(params: Params, label: str, overrides: list[str], photos: str,
 
     row_params = with_overrides(params, [*overrides, *params.likeness.overrides, "export.likeness=on",
                                          f"cache.dir={cache}"])
-    n = sum(1 for p in Path(photos).iterdir() if p.is_file())
     t0 = time.perf_counter()
     batch_flow()(photos, out, row_params)
     frame = per_photo(Path(out), label)
-    return frame, {"label": label, "overrides": overrides, **summary(frame, n, time.perf_counter() - t0)}
+    return frame, {"label": label, "overrides": overrides, **summary(frame, n_photos, time.perf_counter() - t0)}
 
 
 def with_section(params: Params, section: str, **changes: Any) -> Params:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from tiny import TINY as FACE_TINY
 
 from facerecon.config import load_params, to_dict
 from flows.benchmark import main as bench_main
@@ -29,9 +30,7 @@ TINY = ["synth.n_train=48", "synth.n_val=4", "synth.n_test=24", "pretrain.epochs
         "evaluate.variants=[constant,mean_depth,mean_shape,landmarks,ae_only,ae_profile,ae_sweep,full,oracle_views,"
         "supervised,product]",
         "likeness.configs=['default:', 'dlib align: align.backend=dlib']",
-        "likeness.overrides=[align.output_size=128, pose_sweep.image_size=64, profile.image_size=64, "
-        "ae_optimize.steps=2, ae_optimize.batch_size=4, export.mesh_resolution=32, export.render_size=64, "
-        "export.texture_size=64, export.turntable_frames=3]"]
+        f"likeness.overrides=[{', '.join(FACE_TINY)}]"]  # the rows turn export.likeness on again
 VARIANTS = ["constant", "mean_depth", "mean_shape", "landmarks", "ae_only", "ae_profile", "ae_sweep", "full",
             "oracle_views", "supervised", "product"]
 

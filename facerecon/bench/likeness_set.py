@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageOps
 
+from facerecon.io.atomic import atomic_save, atomic_write_text
+
 YAWS = ("+0", "-30", "+30", "-45", "+45")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -87,6 +89,15 @@ def markdown_table(rows: list[dict]) -> str:
                      f"{s['+0']:.0%} / {(s['-45'] + s['+45']) / 2:.0%} | {r['median_landmark_error_front']:.3f} | "
                      f"{r['seconds_per_face']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def write_likeness(rows: list[dict], per_photo: pd.DataFrame, out: Path, photos: str) -> None:
+    """``out``/{likeness.md, per_photo.parquet, likeness.png, summary.json}, each atomically."""
+    atomic_save(out / "per_photo.parquet", lambda tmp: per_photo.to_parquet(tmp, index=False))
+    atomic_write_text(out / "likeness.md", f"# Likeness: {len(rows)} configurations, photos from `{photos}` in 6 "
+                      f"versions each\n\n{markdown_table(rows)}")
+    atomic_save(out / "likeness.png", lambda tmp: plot(rows, tmp))
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
 
 
 def plot(rows: list[dict], path: Path) -> Path:

@@ -16,7 +16,6 @@ Baseline variants so every number has a floor: :func:`constant_predictor` (flat 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from torch import Tensor
 from facerecon import registry
 from facerecon.bench.metrics import METRICS, evaluate_depths
 from facerecon.errors import ConfigError, DatasetError
-from facerecon.io.atomic import atomic_write_bytes, atomic_write_text
+from facerecon.io.atomic import atomic_save, atomic_write_text
 from facerecon.io.datasets import SynthDataset
 
 log = logging.getLogger(__name__)
@@ -263,9 +262,7 @@ def write_results(per_image: pd.DataFrame, table: pd.DataFrame, out_dir: str | P
     paths = {"per_image": out / "per_image.parquet", "table": out / "metrics_table.parquet",
              "metrics": out / "metrics.json", "markdown": out / "benchmark.md"}
     for key, frame in (("per_image", per_image), ("table", table)):
-        buf = io.BytesIO()
-        frame.to_parquet(buf, index=False)
-        atomic_write_bytes(paths[key], buf.getvalue())
+        atomic_save(paths[key], lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
     atomic_write_text(paths["metrics"], json.dumps(summary_metrics(table), indent=2, sort_keys=True) + "\n")
     n_sub = int(table["subgroups"].max()) if len(table) else 0
     md = f"# {title}\n\n{markdown_table(table)}\n{n_sub} subgroup means per cell.\n\n{METRIC_NOTES}"

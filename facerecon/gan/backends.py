@@ -28,9 +28,7 @@ from facerecon.stages.base import AlignedFace, InvertResult, View
 
 log = logging.getLogger(__name__)
 
-# the `invert` backends that make a W+ latent: the ones this module implements
-GAN_INVERT_BACKENDS = tuple(name for name, target in registry.stage("invert").backends.items()
-                            if target.startswith(f"{__name__}:"))
+GAN_INVERT_BACKENDS = registry.backends_in("invert", "facerecon.gan")  # the `invert` backends that make a W+ latent
 
 HOW = {
     "hyperstyle": ("download 'HyperStyle - Human Faces' (hyperstyle_ffhq.pt) from the Pretrained Models table of "

@@ -59,19 +59,9 @@ def likeness_of(photo: np.ndarray, depth: np.ndarray, albedo: np.ndarray, mask: 
     elif not likeness.available():
         return None
     imgs = ex.render_yaws(depth, albedo, mask, fov, list(LIKENESS_YAWS), LIKENESS_SIZE)
-    renders = {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)}
-    frames = {f"turntable_{i}": (yaw, img) for i, (yaw, img) in enumerate((turntable or {}).items())
-              if abs(yaw) <= TURNTABLE_MAX_YAW}
-    out = likeness.likeness(photo, {**renders, **{k: img for k, (_, img) in frames.items()}}, front="+0")
-    if out.get("photo_detected") and frames:
-        views = [out["views"].pop(k) for k in frames]
-        out["mean_distance"] = round(float(np.mean([v["distance"] for v in out["views"].values()])), 4)
-        out["turntable"] = {
-            "yaws": [round(yaw, 1) for yaw, _ in frames.values()], "distance": [v["distance"] for v in views],
-            "mean_distance": round(float(np.mean([v["distance"] for v in views])), 4),
-            "same_person_share": round(float(np.mean([v["same_person"] for v in views])), 3),
-            "detected_share": round(float(np.mean([v["detected"] for v in views])), 3)}
-    return out
+    return likeness.likeness(photo, {f"{y:+.0f}": img for y, img in zip(LIKENESS_YAWS, imgs, strict=True)},
+                             front="+0", turntable={yaw: frame for yaw, frame in (turntable or {}).items()
+                                                    if abs(yaw) <= TURNTABLE_MAX_YAW})
 
 
 def key_export(job: StageJob, up: dict[str, StageOut]) -> str:
